@@ -1,0 +1,28 @@
+"""The `refute` command: parses arguments and calls the library; no logic lives here."""
+
+from __future__ import annotations
+
+import typer
+
+from refute.cli._demo import demo
+from refute.cli._models import models_app
+from refute.cli._run import run
+from refute.cli._runs import export, runs_app
+
+app = typer.Typer(
+    name="refute",
+    help="refute: a workbench for AI-safety research. Try to refute the safety claim.\n\n"
+    "Start with `refute demo`, then `refute run --help`.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("run")(run)
+app.command("demo")(demo)
+app.command("export")(export)
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+
+
+def main() -> None:
+    app()

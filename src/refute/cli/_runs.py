@@ -1,0 +1,103 @@
+"""`refute runs list|show` and `refute export`."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from refute.cli._common import StoreOption, err, friendly_errors, out, store_from
+
+runs_app = typer.Typer(help="List and inspect stored runs.", no_args_is_help=True)
+
+
+@runs_app.command("list")
+@friendly_errors
+def list_runs(
+    limit: Annotated[int, typer.Option(help="Show the N most recent runs.")] = 20,
+    store: StoreOption = None,
+) -> None:
+    """List runs, newest first.
+
+    Example: refute runs list --limit 5
+    """
+    with store_from(store) as db:
+        table = Table(title=f"runs in {db.path}")
+        for col in ("id", "kind", "name", "status", "model", "dataset", "samples", "errors", "created"):
+            table.add_column(col)
+        for run in db.list_runs(limit):
+            ok, bad = db.sample_counts(run.id)
+            table.add_row(run.id, run.kind, run.name or "", run.status, run.model_spec, run.dataset_name,
+                          f"{ok}/{run.n_planned}", str(bad), run.created_at[:19])
+        out.print(table)
+
+
+@runs_app.command("show")
+@friendly_errors
+def show_run(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    store: StoreOption = None,
+) -> None:
+    """Show a run's configuration, progress and rates with intervals.
+
+    Example: refute runs show 3f2a
+    """
+    from refute.report import print_run_summary
+
+    with store_from(store) as db:
+        run = db.get_run(run_id)
+        ok, bad = db.sample_counts(run.id)
+        table = Table(show_header=False, title=f"run {run.id}")
+        for key, value in [
+            ("status", run.status), ("kind", run.kind), ("name", run.name or ""),
+            ("model", f"{run.model_spec} ({run.model_revision or 'no revision'})"),
+            ("backend", f"{run.model.get('backend')} {run.model.get('details', {}).get('dtype', '')}"),
+            ("dataset", f"{run.dataset_name} (sha256 {run.dataset_hash[:12]})"),
+            ("samples", f"{ok} completed, {bad} failed, {run.n_planned} planned"),
+            ("generate", str(run.config.get("generate"))),
+            ("epochs / seed", f"{run.config.get('epochs')} / {run.config.get('seed')}"),
+            ("transforms", ", ".join(run.config.get("transforms", []))),
+            ("scorers", ", ".join(f"{k} v{v}" for k, v in db.scorers_of(run.id).items())),
+            ("versions", ", ".join(f"{k} {v}" for k, v in run.versions.items())),
+            ("created / finished", f"{run.created_at} / {run.finished_at or '-'}"),
+        ]:
+            table.add_row(key, value)
+        out.print(table)
+        if run.status != "completed":
+            err.print(f"finish it with: refute run --resume {run.id}")
+        print_run_summary(db, run.id, out)
+
+
+class ExportFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+@friendly_errors
+def export(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="jsonl or csv.")] = ExportFormat.jsonl,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Export a run's samples and scores (one row per sample).
+
+    Examples:
+
+      refute export 3f2a --format csv -o run.csv
+
+      refute export 3f2a | jq .completion
+    """
+    from refute.store import export_run
+
+    with store_from(store) as db:
+        if output is None:
+            n = export_run(db, run_id, format.value, sys.stdout)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as fh:
+                n = export_run(db, run_id, format.value, fh)
+        err.print(f"exported {n} samples" + (f" to {output}" if output else ""))

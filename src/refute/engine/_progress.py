@@ -1,0 +1,60 @@
+"""Progress on stderr: a bar with samples/s and ETA (data stays on stdout)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+__all__ = ["ProgressSink", "progress_bar"]
+
+
+class ProgressSink(Protocol):
+    def advance(self, n: int = 1) -> None: ...
+
+
+class _Rate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- samples/s" if speed is None else f"{speed:.2f} samples/s", style="cyan")
+
+
+class _Null:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+class _Bar:
+    def __init__(self, progress: Progress, task_id: int) -> None:
+        self._progress, self._task = progress, task_id
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+
+
+@contextmanager
+def progress_bar(description: str, total: int, done: int = 0, enabled: bool = True) -> Iterator[ProgressSink]:
+    if not enabled:
+        yield _Null()
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=False,
+    )
+    with progress:
+        task_id = progress.add_task(description, total=total, completed=done)
+        yield _Bar(progress, task_id)

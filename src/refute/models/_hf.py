@@ -1,0 +1,206 @@
+"""Hugging Face transformers backend: batched, left-padded, chat-templated generation.
+
+Sampling is reproducible per request and independent of batch composition: each row draws its
+own Gumbel noise from a generator seeded with the request's seed (the Gumbel-max trick,
+argmax(logits / T + G) ~ softmax(logits / T)), and decoding then picks the arg-max.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from itertools import groupby
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from refute.errors import ModelError, ModelNotInstalledError
+from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message, ModelInfo
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["HFBackend", "cpu_supports_bf16", "render_prompt"]
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 arithmetic (AVX-512 BF16 or AMX), where bf16 is ~2x fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _pick_dtype(dtype: str, device: str) -> torch.dtype:
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ModelError(f"unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
+    return table[dtype]
+
+
+def render_prompt(tokenizer: Any, messages: Sequence[Message]) -> str:
+    """The text a causal LM sees: its chat template, or a plain transcript for base models."""
+    as_dicts = [{"role": m.role, "content": m.content} for m in messages]
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(as_dicts, add_generation_prompt=True, tokenize=False)
+    # Base models have no template: a plain transcript that ends where the assistant speaks.
+    lines = [f"{m.role.capitalize()}: {m.content}" for m in messages]
+    return "\n\n".join(lines) + "\n\nAssistant:"
+
+
+class _SeededSampler:
+    """A logits processor that turns greedy decoding into per-row seeded sampling."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float) -> None:
+        import torch
+
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        logits = scores.float() / self.temperature  # (B, V)
+        if self.top_p < 1.0:
+            sorted_logits, order = logits.sort(dim=-1, descending=True)
+            cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+            drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= self.top_p  # keep the first token
+            drop = drop_sorted.scatter(-1, order, drop_sorted)
+            logits = logits.masked_fill(drop, float("-inf"))
+        vocab = logits.shape[-1]
+        uniform = torch.stack([torch.rand(vocab, generator=g) for g in self.generators])  # (B, V)
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1.0 - 1e-7)))
+        return logits + gumbel.to(logits.device)
+
+
+class HFBackend:
+    """A local causal LM through transformers."""
+
+    def __init__(
+        self,
+        path_or_repo: str | Path,
+        *,
+        spec: str | None = None,
+        dtype: str = "auto",
+        device: str = "cpu",
+        batch_size: int = 32,
+        revision: str | None = None,
+        model: Any = None,
+        tokenizer: Any = None,
+    ) -> None:
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as exc:
+            raise ModelNotInstalledError(
+                "local models need torch and transformers: pip install 'refute[local]'"
+            ) from exc
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress bars go to stderr; theirs add noise
+        self.device = device
+        self.torch_dtype = _pick_dtype(dtype, device) if model is None else next(model.parameters()).dtype
+        source = str(path_or_repo)
+        try:
+            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(source, revision=revision)
+            self.model = model or AutoModelForCausalLM.from_pretrained(
+                source, dtype=self.torch_dtype, revision=revision
+            )
+        except OSError as exc:
+            raise ModelError(
+                f"could not load '{source}' with transformers: {exc}. A local directory needs "
+                "config.json, weights and tokenizer files; a hub id needs network access "
+                "(or a populated Hugging Face cache)."
+            ) from exc
+        self.model.to(device).eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.preferred_batch_size = batch_size
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
+        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in eos_ids:
+            eos_ids.append(self.tokenizer.eos_token_id)
+        self.eos_ids: list[int] = eos_ids
+        rev = revision or getattr(self.model.config, "_commit_hash", None)
+        self.info = ModelInfo(
+            spec=spec or f"hf:{source}",
+            backend="hf",
+            revision=rev,
+            details={
+                "source": source,
+                "architecture": type(self.model).__name__,
+                "dtype": str(self.torch_dtype).removeprefix("torch."),
+                "device": device,
+                "parameters": str(sum(p.numel() for p in self.model.parameters())),
+                "chat_template": str(bool(getattr(self.tokenizer, "chat_template", None))),
+            },
+        )
+        self._torch = torch
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, Completion]]:
+        """Generate in batches of similar length; yields each batch's results as it finishes."""
+        texts = [render_prompt(self.tokenizer, r.messages) for r in requests]
+        lengths = [len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+        # Group by settings, then sort by length so a batch wastes little on padding.
+        order = sorted(range(len(requests)), key=lambda i: (_config_key(requests[i].config), lengths[i]))
+        for _, same_config in groupby(order, key=lambda i: _config_key(requests[i].config)):
+            indices = list(same_config)
+            for start in range(0, len(indices), self.preferred_batch_size):
+                batch = indices[start : start + self.preferred_batch_size]
+                try:
+                    results = self._generate_batch([texts[i] for i in batch], [requests[i] for i in batch])
+                except Exception as exc:  # one bad batch is recorded, not raised
+                    results = [Completion(text="", error=f"{type(exc).__name__}: {exc}")] * len(batch)
+                yield from zip(batch, results)
+
+    def _generate_batch(self, texts: list[str], requests: list[GenerateRequest]) -> list[Completion]:
+        torch = self._torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        config = requests[0].config
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        gen_config = GenerationConfig(
+            max_new_tokens=config.max_tokens,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.eos_ids,
+        )
+        processors = LogitsProcessorList()
+        if config.temperature > 0:
+            processors.append(_SeededSampler([r.seed for r in requests], config.temperature, config.top_p))
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(**enc, generation_config=gen_config, logits_processor=processors)
+        elapsed = time.perf_counter() - start
+        prompt_len = enc["input_ids"].shape[1]
+        new_tokens = out[:, prompt_len:]  # (B, T_new)
+        input_counts = enc["attention_mask"].sum(dim=1).tolist()
+        results = []
+        for row, n_in in zip(new_tokens.tolist(), input_counts):
+            n_out, finish = len(row), "length"
+            for pos, tok in enumerate(row):
+                if tok in self.eos_ids:
+                    n_out, finish = pos + 1, "stop"
+                    break
+            text = self.tokenizer.decode(row[:n_out], skip_special_tokens=True)
+            results.append(Completion(text=text, input_tokens=int(n_in), output_tokens=n_out,
+                                      latency_s=elapsed, finish_reason=finish))
+        return results
+
+    def close(self) -> None:
+        self.model = None
+
+
+def _config_key(config: GenerateConfig) -> tuple[int, float, float]:
+    return (config.max_tokens, config.temperature, config.top_p)

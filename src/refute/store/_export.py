@@ -1,0 +1,45 @@
+"""Export a run's samples with their scores as JSONL or CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from typing import Any, Literal, TextIO
+
+from refute.store._store import Store
+
+__all__ = ["export_run", "run_rows"]
+
+
+def run_rows(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """One flat dict per sample: the sample's fields plus ``score.<scorer>`` and ``label.<scorer>``."""
+    run = store.get_run(run_id)
+    by_sample: dict[int, dict[str, Any]] = defaultdict(dict)
+    for s in store.scores(run.id):
+        by_sample[s.sample_id or -1][f"score.{s.scorer}"] = s.value
+        by_sample[s.sample_id or -1][f"label.{s.scorer}"] = s.label
+    rows = []
+    for sample in store.samples(run.id):
+        row = sample.model_dump()
+        row.update(by_sample.get(sample.id or -1, {}))
+        rows.append(row)
+    return rows
+
+
+def export_run(store: Store, run_id: str, fmt: Literal["jsonl", "csv"], out: TextIO) -> int:
+    """Write the run's rows to ``out``; returns how many were written."""
+    rows = run_rows(store, run_id)
+    if fmt == "jsonl":
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return len(rows)
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                         for k, v in row.items()})
+    return len(rows)

@@ -1,0 +1,68 @@
+"""What the store saves and returns: frozen pydantic models, one per table row."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunStatus = Literal["running", "completed", "interrupted", "failed"]
+
+
+class RunRecord(BaseModel):
+    """One run: everything needed to reproduce it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(description="Run id (12 hex characters).")
+    kind: str = Field(description="What made it: eval, redteam, interp, ...")
+    name: str | None = Field(None, description="A human name for the run.")
+    status: RunStatus = Field(description="running, completed, interrupted or failed.")
+    created_at: str = Field(description="UTC ISO-8601 time the run started.")
+    finished_at: str | None = Field(None, description="UTC ISO-8601 time it completed.")
+    model_spec: str = Field(description="The spec string of the model (default, hf:..., ...).")
+    model_revision: str | None = Field(None, description="Hash or commit of the weights.")
+    model: dict[str, Any] = Field(description="Backend details: dtype, device, architecture, ...")
+    config: dict[str, Any] = Field(description="The full task configuration, enough to rerun it.")
+    versions: dict[str, str] = Field(description="Python and package versions.")
+    dataset_name: str = Field(description="Dataset name or path.")
+    dataset_hash: str = Field(description="SHA-256 of the dataset's records.")
+    n_planned: int = Field(description="Samples the run plans: prompts x chains x epochs.")
+
+
+class SampleRecord(BaseModel):
+    """One prompt x epoch x transform chain, as it completed (or failed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int | None = Field(None, description="Row id, set by the store.")
+    run_id: str
+    prompt_id: str
+    category: str
+    epoch: int
+    transform_chain: str = Field(description="Canonical chain name; 'none' for the canonical prompt.")
+    seed: int
+    messages: list[dict[str, str]] = Field(description="The full transcript, replies included.")
+    completion: str | None = Field(None, description="The final reply of the model under test.")
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_s: float | None = None
+    finish_reason: str | None = None
+    cached: bool = Field(False, description="Answered from the request cache.")
+    error: str | None = Field(None, description="Why the sample failed; None when it completed.")
+    created_at: str | None = None
+
+
+class ScoreRecord(BaseModel):
+    """A scorer's verdict on one sample."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sample_id: int | None = None
+    run_id: str | None = None
+    scorer: str = Field(description="Registered scorer name.")
+    scorer_version: str = Field(description="Version of the scorer that labelled the sample.")
+    value: float | None = Field(None, description="Numeric score (1 = refusal, correct, ...).")
+    label: str | None = Field(None, description="Categorical label, when the scorer has one.")
+    explanation: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)

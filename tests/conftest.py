@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random Qwen2-style model with a trained BPE tokenizer and a chat template."""
+    from _tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_model_dir: Path):
+    from refute.models._hf import HFBackend
+
+    return HFBackend(tiny_model_dir, spec=f"hf:{tiny_model_dir}", dtype="float32", batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def default_backend():
+    """The real default model, loaded once per session (slow tests only)."""
+    from refute.models import load_model
+
+    return load_model("default")
+
+
+@pytest.fixture()
+def store(tmp_path: Path):
+    from refute.store import Store
+
+    with Store(tmp_path / "refute.db") as s:
+        yield s
