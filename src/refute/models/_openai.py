@@ -1,0 +1,479 @@
+"""``openai:<model>``: any server that speaks the OpenAI chat-completions API.
+
+vLLM, SGLang, Ollama, the llama.cpp server and hosted APIs all answer ``POST
+{base_url}/chat/completions``. This backend runs an asyncio loop on a background thread, keeps at
+most ``concurrency`` requests in progress, and yields each ``(index, completion)`` as soon as that
+request finishes, so the engine can store it at once.
+
+Transient failures are retried with exponential backoff and full jitter (Brooker, "Exponential
+Backoff And Jitter", AWS Architecture Blog, 2015): 408, 409, 429, 500, 502, 503, 504, timeouts,
+refused or dropped connections, and a 200 whose body is not a chat completion. A ``Retry-After``
+(or ``retry-after-ms``) header replaces the backoff, capped at ``backoff_max_s``. Any other status
+is recorded on the completion at once, with the server's message. A request never raises: when
+its attempts run out, the completion carries ``error``.
+
+The API key is read from the environment variable ``api_key_env`` each time ``generate`` is
+called, sent as a Bearer header, and never kept on the backend, in its ``info``, or in any error
+or log text. If the variable is unset, no ``Authorization`` header is sent (local servers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from refute.errors import BackendRequestError, ConfigError, ModelError
+from refute.models._base import Completion, GenerateRequest, ModelInfo
+
+__all__ = ["OpenAIBackend"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: Statuses worth another attempt: request timeout, conflict, rate limit, server-side failures.
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+#: Body keys this backend sets itself; ``extra_body`` may not override them.
+RESERVED_BODY_KEYS = frozenset(
+    {"model", "messages", "max_tokens", "temperature", "top_p", "seed", "n", "stream"}
+)
+_MAX_MESSAGE_CHARS = 500
+_CLOSE_WAIT_S = 10.0
+_DONE = object()  # put on a generate() queue once its coroutine has ended
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What exists between the first ``generate`` and ``close``: the loop, its thread, the
+    HTTP client and the semaphore that bounds requests in progress."""
+
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    client: httpx.AsyncClient
+    slots: asyncio.Semaphore
+
+
+class OpenAIBackend:
+    """``openai:<model>`` on any OpenAI-compatible server.
+
+    ``sleep`` (an async function of seconds), ``rng`` (for the jitter) and ``transport`` (an
+    ``httpx.AsyncBaseTransport`` such as ``httpx.MockTransport``) can be swapped for tests.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout_s: float = 60.0,
+        max_retries: int = 6,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        extra_body: dict[str, Any] | None = None,
+        sleep: Sleep | None = None,
+        rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not model or not model.strip():
+            raise ConfigError("openai backend: the model name is empty; use 'openai:<model>'")
+        url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        _check_base_url(url, api_key_env)
+        for name, value, low in (
+            ("concurrency", concurrency, 1),
+            ("max_retries", max_retries, 0),
+        ):
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(
+                    f"openai backend: {name} must be an integer >= {low}, got {value!r}"
+                )
+        for name, value, least in (
+            ("timeout_s", timeout_s, "> 0"),
+            ("backoff_base_s", backoff_base_s, ">= 0"),
+            ("backoff_max_s", backoff_max_s, ">= 0"),
+        ):
+            if not math.isfinite(value) or value < 0 or (least == "> 0" and value == 0):
+                raise ConfigError(
+                    f"openai backend: {name} must be a number {least}, got {value!r}"
+                )
+        extra = dict(extra_body or {})
+        clash = sorted(RESERVED_BODY_KEYS & extra.keys())
+        if clash:
+            raise ConfigError(
+                f"openai backend: extra_body may not set {clash}; these come from the request "
+                "and GenerateConfig"
+            )
+        try:
+            extra_json = json.dumps(extra, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"openai backend: extra_body is not JSON-serialisable ({exc})"
+            ) from None
+
+        self._model = model
+        self._base_url = url
+        self._url = f"{url}/chat/completions"
+        self._api_key_env = api_key_env
+        self._concurrency = concurrency
+        self._timeout_s = float(timeout_s)
+        self._max_retries = max_retries
+        self._backoff_base_s = float(backoff_base_s)
+        self._backoff_max_s = float(backoff_max_s)
+        self._extra_body = extra
+        self._sleep: Sleep = sleep or asyncio.sleep
+        self._rng = rng or random.Random()
+        self._transport = transport
+
+        details = {"base_url": url}
+        if extra:
+            details["extra_body"] = extra_json
+        self.info = ModelInfo(
+            spec=f"openai:{model}", backend="openai", revision=None, details=details
+        )
+        #: Enough requests to keep every concurrency slot busy while finished ones are stored.
+        self.preferred_batch_size = concurrency * 4
+
+        self._lock = threading.Lock()
+        self._closed = False
+        self._session: _Session | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIBackend(model={self._model!r}, base_url={self._base_url!r}, "
+            f"api_key_env={self._api_key_env!r}, concurrency={self._concurrency})"
+        )
+
+    def __enter__(self) -> OpenAIBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the sync face -----------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, Completion]]:
+        """Yield ``(index, completion)`` for every request, each index once, as each finishes."""
+        requests = list(requests)
+        if not requests:
+            return
+        session = self._start()
+        key = os.environ.get(self._api_key_env) or None
+        out: queue.Queue[Any] = queue.Queue()
+        future = asyncio.run_coroutine_threadsafe(
+            self._run(session, requests, key, out), session.loop
+        )
+        future.add_done_callback(lambda _: out.put(_DONE))
+        pending = set(range(len(requests)))
+        try:
+            while pending:
+                item = out.get()
+                if item is _DONE:
+                    # Only when the run was cancelled (close() from another thread) or crashed.
+                    if future.cancelled():
+                        why = "the backend was closed"
+                    else:
+                        why = repr(future.exception())
+                    error = f"{self.info.spec}: not finished: {why}"
+                    for index in sorted(pending):
+                        yield index, Completion(text="", error=error)
+                    return
+                index, completion = item
+                if index in pending:
+                    pending.discard(index)
+                    yield index, completion
+        finally:
+            if not future.done():
+                future.cancel()  # the caller stopped early: stop sending its requests
+
+    def close(self) -> None:
+        """Cancel requests in progress, close the HTTP client and stop the loop thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            session, self._session = self._session, None
+        if session is None:
+            return
+        loop = session.loop
+        try:
+            asyncio.run_coroutine_threadsafe(_shutdown(session.client), loop).result(_CLOSE_WAIT_S)
+        except Exception as exc:  # noqa: BLE001 - closing must not fail the caller's run
+            logger.warning("%s: closing the HTTP client failed: %r", self.info.spec, exc)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            session.thread.join(timeout=_CLOSE_WAIT_S)
+            if not session.thread.is_alive():
+                loop.close()
+
+    def _start(self) -> _Session:
+        with self._lock:
+            if self._closed:
+                raise ModelError(f"{self.info.spec}: the backend is closed; create a new one")
+            if self._session is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="refute-openai", daemon=True
+                )
+                thread.start()
+                client = httpx.AsyncClient(
+                    timeout=httpx.Timeout(self._timeout_s),
+                    limits=httpx.Limits(
+                        max_connections=self._concurrency,
+                        max_keepalive_connections=self._concurrency,
+                    ),
+                    transport=self._transport,
+                )
+                # Both bind to the loop that first awaits them, which is the loop thread's.
+                slots = asyncio.Semaphore(self._concurrency)
+                self._session = _Session(loop=loop, thread=thread, client=client, slots=slots)
+            return self._session
+
+    # -- the loop thread ---------------------------------------------------------------------
+
+    async def _run(
+        self,
+        session: _Session,
+        requests: list[GenerateRequest],
+        key: str | None,
+        out: queue.Queue[Any],
+    ) -> None:
+        async def one(index: int, request: GenerateRequest) -> None:
+            try:
+                completion = await self._complete(session, request, key)
+            except Exception as exc:  # noqa: BLE001 - one request never fails the run
+                error = f"{self.info.spec}: unexpected {type(exc).__name__}: {exc}"
+                completion = Completion(text="", error=_scrub(error, key))
+            out.put((index, completion))
+
+        await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
+
+    async def _complete(
+        self, session: _Session, request: GenerateRequest, key: str | None
+    ) -> Completion:
+        body = self._body(request)
+        attempts = 0
+        # The slot is held through the backoff too, so a rate-limited server sees fewer requests.
+        async with session.slots:
+            while True:
+                attempts += 1
+                try:
+                    return await self._attempt(session.client, body, key)
+                except BackendRequestError as exc:
+                    failure = exc
+                if not failure.retryable or attempts > self._max_retries:
+                    break
+                delay = self._delay(attempts, failure.retry_after)
+                logger.debug(
+                    "%s: attempt %d failed (%s); retrying in %.2f s",
+                    self.info.spec, attempts, _scrub(str(failure), key), delay,
+                )
+                await self._sleep(delay)
+        tried = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+        if not failure.retryable:
+            tried += ", not retryable"
+        error = f"{self.info.spec} at {self._base_url}: {failure} ({tried})"
+        return Completion(text="", error=_scrub(error, key))
+
+    def _body(self, request: GenerateRequest) -> dict[str, Any]:
+        return {
+            **self._extra_body,
+            "model": self._model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.config.max_tokens,
+            "temperature": request.config.temperature,
+            "top_p": request.config.top_p,
+            "seed": request.seed,
+        }
+
+    def _delay(self, attempts: int, retry_after: float | None) -> float:
+        """Seconds to wait after failed attempt number ``attempts`` (1-based)."""
+        if retry_after is not None:
+            return min(retry_after, self._backoff_max_s)
+        ceiling = min(self._backoff_max_s, self._backoff_base_s * 2.0 ** min(attempts - 1, 60))
+        return self._rng.uniform(0.0, ceiling)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, body: dict[str, Any], key: str | None
+    ) -> Completion:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        start = time.perf_counter()
+        try:
+            # httpx's timeout bounds each phase; this bounds the whole exchange.
+            async with asyncio.timeout(self._timeout_s):
+                response = await client.post(self._url, json=body, headers=headers)
+        except (TimeoutError, httpx.TimeoutException):
+            raise BackendRequestError(
+                f"no response within {self._timeout_s:g} s (timeout)", retryable=True
+            ) from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise BackendRequestError(
+                f"connection failed ({type(exc).__name__}: {exc})", retryable=True
+            ) from None
+        latency = time.perf_counter() - start
+        if not response.is_success:
+            raise self._status_error(response, key)
+        return _parse_completion(response, latency)
+
+    def _status_error(self, response: httpx.Response, key: str | None) -> BackendRequestError:
+        status = response.status_code
+        retryable = status in RETRY_STATUSES
+        message = f"HTTP {status} {response.reason_phrase}: {_server_message(response)}".rstrip()
+        if status in (401, 403):
+            state = "is set" if key else "is not set"
+            message += f" (check the API key in ${self._api_key_env}, which {state})"
+        elif status == 404:
+            message += f" (is {self._base_url!r} the server's OpenAI-compatible base URL?)"
+        return BackendRequestError(
+            message,
+            status=status,
+            retryable=retryable,
+            retry_after=_retry_after(response.headers) if retryable else None,
+        )
+
+
+async def _shutdown(client: httpx.AsyncClient) -> None:
+    """Cancel every request still in progress on this loop, then close the client."""
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await client.aclose()
+
+
+def _check_base_url(url: str, api_key_env: str) -> None:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"openai backend: base_url {url!r} is not a URL ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(
+            f"openai backend: base_url {url!r} must be http(s)://host[:port]/path, "
+            "e.g. http://localhost:8000/v1"
+        )
+    if parsed.userinfo:
+        raise ConfigError(
+            "openai backend: base_url carries credentials; put the key in the environment "
+            f"variable {api_key_env} instead"
+        )
+
+
+def _parse_completion(response: httpx.Response, latency: float) -> Completion:
+    """Read one chat completion, or raise a retryable error saying what is wrong with it."""
+    status = response.status_code
+    try:
+        data = response.json()
+    except ValueError:
+        raise BackendRequestError(
+            f"HTTP {status} but the body is not JSON: {_clip(response.text) or '(empty)'}",
+            status=status,
+            retryable=True,
+        ) from None
+    problem: str | None = None
+    content: Any = None
+    choice: dict[str, Any] = {}
+    if not isinstance(data, dict):
+        problem = "the body is not a JSON object"
+    elif not isinstance(data.get("choices"), list) or not data["choices"]:
+        error = data.get("error")
+        problem = f"the server sent an error: {_clip(str(error))}" if error else "no 'choices'"
+    elif not isinstance(data["choices"][0], dict) or not isinstance(
+        data["choices"][0].get("message"), dict
+    ):
+        problem = "choices[0] has no 'message'"
+    else:
+        choice = data["choices"][0]
+        content = choice["message"].get("content")
+        if content is not None and not isinstance(content, str):
+            problem = "choices[0].message.content is not text"
+    if problem is not None:
+        raise BackendRequestError(
+            f"HTTP {status} but not a chat completion: {problem}", status=status, retryable=True
+        )
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    finish = choice.get("finish_reason")
+    return Completion(
+        text=content or "",
+        input_tokens=_count(usage.get("prompt_tokens")),
+        output_tokens=_count(usage.get("completion_tokens")),
+        latency_s=latency,
+        finish_reason=finish if isinstance(finish, str) else None,
+    )
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The server's own words: ``error.message`` (OpenAI), ``message`` (vLLM), ``detail``."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    message: Any = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+        elif isinstance(error, str):
+            message = error
+        message = message or data.get("message") or data.get("detail")
+    if not isinstance(message, str) or not message.strip():
+        message = response.text
+    return _clip(message)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms``, or ``Retry-After`` in seconds
+    or as an HTTP-date), or None."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            seconds = float(millis) / 1000.0
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(seconds):
+                return max(seconds, 0.0)
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _scrub(text: str, key: str | None) -> str:
+    """Remove the API key from text a server may have echoed it into."""
+    return text.replace(key, "***") if key else text

@@ -1,0 +1,432 @@
+"""The ``openai:`` backend against a fault-injecting OpenAI-compatible server on 127.0.0.1.
+
+Each request's user message scripts the server, as ``key=value`` words:
+``id=3 fault=503 times=2`` fails the first two attempts of that request with a 503, then answers
+``"answer 3"`` with ``prompt_tokens = 10 + id`` and ``completion_tokens = 3 + id``.
+``slow=0.2`` delays the answer, ``hold=1`` holds it until the test opens ``server.gate``, and
+``retry_after=...`` sets the header on a 429. Faults: 429, 500, 503, 400, 401echo, badjson,
+nochoices, drop (close without answering), stall (hang), trickle (send one byte every 50 ms, so
+no single read times out but the whole answer does).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from refute.errors import ConfigError, ModelError
+from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message, ModelBackend
+from refute.models._openai import OpenAIBackend
+
+SECRET = "sk-test-SECRET-0123456789"
+MAX_REQUESTS = 400  # the server answers no more than this many requests per test
+STALL_S = 5.0  # how long a stalled response hangs (released at teardown)
+
+
+class FaultServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), FaultHandler)
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        self.gate = threading.Event()  # a request with ``hold=1`` waits for it before answering
+        self.attempts: Counter[str] = Counter()
+        self.seen_at: defaultdict[str, list[float]] = defaultdict(list)
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self.auth: list[str | None] = []
+        self.total = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class FaultHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FaultServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        srv = self.server
+        if self.path != "/v1/chat/completions":
+            self._json(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        body = json.loads(raw)
+        content = body["messages"][-1]["content"]
+        with srv.lock:
+            srv.total += 1
+            if srv.total > MAX_REQUESTS:
+                self._json(418, {"error": {"message": "test server request limit reached"}})
+                return
+            srv.attempts[content] += 1
+            attempt = srv.attempts[content]
+            srv.seen_at[content].append(time.monotonic())
+            srv.bodies[content] = body
+            srv.auth.append(self.headers.get("Authorization"))
+            srv.in_flight += 1
+            srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+        try:
+            self._respond(dict(word.split("=", 1) for word in content.split()), attempt)
+        except OSError:
+            pass  # the client gave up on a stalled response
+        finally:
+            with srv.lock:
+                srv.in_flight -= 1
+
+    def _respond(self, spec: dict[str, str], attempt: int) -> None:
+        fault = spec.get("fault")
+        if fault is not None and attempt <= int(spec.get("times", "1")):
+            if fault == "429":
+                value = spec.get("retry_after")
+                headers = {}
+                if value is not None and value.startswith("date+"):
+                    when = time.time() + float(value.removeprefix("date+"))
+                    headers["Retry-After"] = email.utils.formatdate(when, usegmt=True)
+                elif value is not None:
+                    headers["Retry-After"] = value
+                self._json(429, {"error": {"message": "rate limit reached"}}, headers)
+            elif fault in ("500", "503"):
+                self._json(int(fault), {"error": {"message": f"server fault {fault}"}})
+            elif fault == "400":
+                self._json(400, {"error": {"message": "max_tokens is too large for this model"}})
+            elif fault == "401echo":  # some APIs echo the key they were given
+                said = self.headers.get("Authorization", "")
+                self._json(401, {"error": {"message": f"Incorrect API key provided: {said}"}})
+            elif fault == "badjson":
+                self._raw(200, b'{"choices": [{"message": ')
+            elif fault == "nochoices":
+                self._json(200, {"id": "chatcmpl-1", "object": "chat.completion"})
+            elif fault == "drop":
+                self.close_connection = True  # close the socket without a response
+            elif fault == "trickle":  # every read is quick, the whole answer is not
+                data = b'{"choices": [{"message": {"content": "' + b"x" * 200 + b'"}}]}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                for i in range(len(data)):
+                    if self.server.release.wait(0.05):
+                        break
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                self.close_connection = True
+            elif fault == "stall":
+                self.server.release.wait(STALL_S)
+                self.close_connection = True
+            else:
+                raise ValueError(f"unknown fault {fault!r}")
+            return
+        if "hold" in spec:
+            self.server.gate.wait(STALL_S)
+        if "slow" in spec:
+            self.server.release.wait(float(spec["slow"]))
+        n = int(spec["id"])
+        self._json(200, {
+            "id": f"chatcmpl-{n}",
+            "object": "chat.completion",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": f"answer {n}"},
+                "finish_reason": spec.get("finish", "stop"),
+            }],
+            "usage": {"prompt_tokens": 10 + n, "completion_tokens": 3 + n,
+                      "total_tokens": 13 + 2 * n},
+        })
+
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._raw(status, json.dumps(payload).encode(), headers)
+
+    def _raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class RecordingSleep:
+    """Stands in for ``asyncio.sleep``: records each backoff and returns at once."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                 "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    srv = FaultServer()
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.release.set()
+        srv.gate.set()
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def backends():
+    made: list[OpenAIBackend] = []
+    yield made
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+def make(server: FaultServer, backends: list[OpenAIBackend]):
+    def make(**kwargs: Any) -> OpenAIBackend:
+        settings: dict[str, Any] = {
+            "base_url": server.base_url, "max_retries": 3, "timeout_s": 2.0,
+            "sleep": RecordingSleep(), "rng": random.Random(0),
+        }
+        settings.update(kwargs)
+        backend = OpenAIBackend("tiny-test-model", **settings)
+        backends.append(backend)
+        return backend
+
+    return make
+
+
+def req(content: str, *, seed: int = 0, max_tokens: int = 16) -> GenerateRequest:
+    return GenerateRequest(
+        messages=(
+            Message(role="system", content="be brief"),
+            Message(role="user", content=content),
+        ),
+        config=GenerateConfig(max_tokens=max_tokens, temperature=0.7, top_p=0.9),
+        seed=seed,
+    )
+
+
+def run(backend: OpenAIBackend, contents: list[str]) -> dict[int, Completion]:
+    """Generate, checking that every index comes back exactly once."""
+    pairs = list(backend.generate([req(c) for c in contents]))
+    indices = [i for i, _ in pairs]
+    assert sorted(indices) == list(range(len(contents))), f"indices yielded: {indices}"
+    return dict(pairs)
+
+
+def assert_answered(completion: Completion, n: int) -> None:
+    assert completion.error is None, completion.error
+    assert completion.text == f"answer {n}"
+    assert (completion.input_tokens, completion.output_tokens) == (10 + n, 3 + n)
+    assert completion.finish_reason == "stop"
+    assert completion.latency_s > 0
+
+
+def test_plain_successes_carry_text_tokens_and_request_fields(make, server) -> None:
+    backend = make(extra_body={"top_k": 20})
+    assert isinstance(backend, ModelBackend)
+    results = run(backend, [f"id={n}" for n in range(5)])
+    for n in range(5):
+        assert_answered(results[n], n)
+    body = server.bodies["id=3"]
+    assert body["model"] == "tiny-test-model"
+    assert body["messages"] == [{"role": "system", "content": "be brief"},
+                                {"role": "user", "content": "id=3"}]
+    sampling = (body["max_tokens"], body["temperature"], body["top_p"], body["seed"])
+    assert sampling == (16, 0.7, 0.9, 0)
+    assert body["top_k"] == 20
+    assert backend.info.spec == "openai:tiny-test-model"
+    assert backend.info.backend == "openai" and backend.info.revision is None
+    assert backend.info.details == {"base_url": server.base_url, "extra_body": '{"top_k": 20}'}
+    assert server.auth == [None] * 5  # no key in the environment: no Authorization header
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "503", "stall", "badjson", "nochoices", "drop"])
+def test_transient_fault_is_retried_until_success(make, server, fault: str) -> None:
+    backend = make(timeout_s=0.3)
+    content = f"id=7 fault={fault} times=2"
+    results = run(backend, [content])
+    assert_answered(results[0], 7)
+    assert server.attempts[content] == 3
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("429", "HTTP 429"),
+        ("503", "HTTP 503"),
+        ("500", "server fault 500"),
+        ("stall", "timeout"),
+        ("trickle", "timeout"),
+        ("drop", "RemoteProtocolError"),
+        ("badjson", "not JSON"),
+        ("nochoices", "no 'choices'"),
+    ],
+)
+def test_fault_on_every_attempt_ends_in_an_error_naming_it(make, server, fault, expected) -> None:
+    sleep = RecordingSleep()
+    backend = make(timeout_s=0.3, max_retries=2, sleep=sleep)
+    content = f"id=1 fault={fault} times=99"
+    completion = run(backend, [content])[0]
+    assert completion.error is not None and completion.text == ""
+    assert expected in completion.error
+    assert "3 attempts" in completion.error and server.base_url in completion.error
+    assert server.attempts[content] == 3
+    assert len(sleep.delays) == 2
+
+
+def test_400_is_recorded_at_once_with_the_servers_message(make, server) -> None:
+    sleep = RecordingSleep()
+    backend = make(sleep=sleep)
+    completion = run(backend, ["id=1 fault=400 times=99"])[0]
+    assert completion.error is not None
+    assert "HTTP 400" in completion.error
+    assert "max_tokens is too large for this model" in completion.error
+    assert "1 attempt, not retryable" in completion.error
+    assert server.attempts["id=1 fault=400 times=99"] == 1
+    assert sleep.delays == []
+
+
+def test_mixed_batch_yields_each_index_once_and_never_over_retries(make, server) -> None:
+    contents = [
+        "id=0", "id=1",
+        "id=2 fault=429 times=2 retry_after=0", "id=3 fault=500 times=1",
+        "id=4 fault=503 times=3", "id=5 fault=stall times=1", "id=6 fault=badjson times=2",
+        "id=7 fault=nochoices times=1", "id=8 fault=drop times=2",
+        "id=9 fault=400 times=99", "id=10 fault=503 times=99", "id=11 fault=drop times=99",
+        "id=12 fault=stall times=99", "id=13",
+    ]
+    backend = make(timeout_s=0.3, max_retries=3, concurrency=4)
+    results = run(backend, contents)
+    failing = {9, 10, 11, 12}
+    for n, content in enumerate(contents):
+        if n in failing:
+            assert results[n].error is not None and results[n].text == ""
+        else:
+            assert_answered(results[n], n)
+        assert server.attempts[content] <= 3 + 1
+    assert server.attempts["id=4 fault=503 times=3"] == 4  # succeeded on the last allowed try
+    assert server.attempts["id=10 fault=503 times=99"] == 4
+    assert server.attempts["id=9 fault=400 times=99"] == 1
+
+
+def test_retry_after_seconds_is_waited_for_in_real_time(make, server) -> None:
+    backend = make(sleep=None, backoff_base_s=0.01, backoff_max_s=5.0)
+    content = "id=2 fault=429 times=1 retry_after=1"
+    assert_answered(run(backend, [content])[0], 2)
+    first, second = server.seen_at[content]
+    assert second - first >= 0.95
+
+
+def test_retry_after_http_date_and_cap(make, server) -> None:
+    sleep = RecordingSleep()
+    backend = make(sleep=sleep, backoff_max_s=30.0)
+    assert_answered(run(backend, ["id=1 fault=429 times=1 retry_after=date+8"])[0], 1)
+    (waited,) = sleep.delays
+    assert 6.0 <= waited <= 8.0  # an HTTP-date has one-second resolution
+
+    sleep = RecordingSleep()
+    backend = make(sleep=sleep, backoff_max_s=2.5)
+    assert_answered(run(backend, ["id=2 fault=429 times=2 retry_after=1000"])[0], 2)
+    assert sleep.delays == [2.5, 2.5]
+
+
+def test_backoff_without_retry_after_is_exponential_with_full_jitter(make, server) -> None:
+    sleep = RecordingSleep()
+    backend = make(sleep=sleep, max_retries=6, backoff_base_s=0.5, backoff_max_s=3.0)
+    assert_answered(run(backend, ["id=1 fault=503 times=6"])[0], 1)
+    ceilings = [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+    assert len(sleep.delays) == 6
+    assert all(0.0 <= d <= c for d, c in zip(sleep.delays, ceilings, strict=True)), sleep.delays
+    assert len(set(sleep.delays)) == 6  # jittered, not a fixed schedule
+
+
+def test_api_key_is_sent_but_never_exposed(make, server, monkeypatch, caplog) -> None:
+    backend = make(max_retries=2)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # read when generating, not when built
+    caplog.set_level(logging.DEBUG, logger="refute")
+    results = run(backend, ["id=0", "id=1 fault=401echo times=99", "id=2 fault=503 times=99"])
+    assert_answered(results[0], 0)
+    assert server.auth and all(a == f"Bearer {SECRET}" for a in server.auth)
+    assert "HTTP 401" in results[1].error and "$OPENAI_API_KEY, which is set" in results[1].error
+    assert "Incorrect API key provided: Bearer ***" in results[1].error
+    exposed = [repr(backend), str(backend), repr(backend.info), repr(vars(backend)), caplog.text,
+               *(c.error or "" for c in results.values())]
+    assert "attempt 1 failed" in caplog.text  # retries were logged: the check below means something
+    assert not [text for text in exposed if SECRET in text]
+
+
+def test_concurrency_never_exceeds_the_bound(make, server) -> None:
+    backend = make(concurrency=3)
+    assert backend.preferred_batch_size >= 3
+    results = run(backend, [f"id={n} slow=0.1" for n in range(12)])
+    assert all(c.ok for c in results.values())
+    assert server.max_in_flight == 3
+
+
+def test_completions_are_yielded_as_each_finishes(make, server) -> None:
+    backend = make(concurrency=2)
+    stream = backend.generate([req("id=0 hold=1"), req("id=1")])
+    index, completion = next(stream)  # while request 0 is still held by the server
+    assert (index, completion.text) == (1, "answer 1")
+    assert server.attempts["id=0 hold=1"] == 1 and not server.gate.is_set()
+    server.gate.set()
+    assert [i for i, _ in stream] == [0]
+
+
+def test_stopping_early_and_close(make, server) -> None:
+    backend = make(concurrency=1)
+    stream = backend.generate([req("id=0"), req("id=1 slow=3"), req("id=2")])
+    assert next(stream)[0] == 0
+    stream.close()  # the caller stops early: the rest is cancelled, nothing hangs
+    start = time.monotonic()
+    backend.close()
+    backend.close()
+    assert time.monotonic() - start < 2.0
+    assert not [t for t in threading.enumerate() if t.name == "refute-openai" and t.is_alive()]
+    with pytest.raises(ModelError, match="closed"):
+        list(backend.generate([req("id=3")]))
+    assert list(backend.generate([])) == []
+
+
+def test_base_url_from_environment_and_404_hint(server, backends, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url.removesuffix("/v1") + "/wrong/")
+    backend = OpenAIBackend("m", sleep=RecordingSleep())
+    backends.append(backend)
+    assert backend.info.details["base_url"].endswith("/wrong")
+    (_, completion), = backend.generate([req("id=0")])
+    assert "HTTP 404" in completion.error and "base URL" in completion.error
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"concurrency": 0},
+        {"max_retries": -1},
+        {"timeout_s": 0},
+        {"base_url": "ftp://example.invalid/v1"},
+        {"base_url": "http://user:sk-xyz@127.0.0.1:1/v1"},
+        {"extra_body": {"seed": 1}},
+        {"extra_body": {"x": object()}},
+    ],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        OpenAIBackend("m", **kwargs)
+    assert "sk-xyz" not in str(info.value)
