@@ -113,23 +113,27 @@ def _build_scorers(task: TaskConfig, dataset: Dataset) -> list[Scorer]:
 
 def run_task(task: TaskConfig, model: ModelBackend, store: Store, *, name: str | None = None,
              kind: str = "eval", load_options: dict[str, Any] | None = None,
-             progress: bool = True) -> RunRecord:
-    """Start a run of ``task`` on ``model``; every sample is committed as it completes."""
+             helpers: dict[str, ModelBackend] | None = None, progress: bool = True) -> RunRecord:
+    """Start a run of ``task`` on ``model``; every sample is committed as it completes.
+
+    ``helpers`` are the other models a solver may ask by role (``attacker``, ``judge``, ...).
+    """
     dataset = _load_task_dataset(task)  # a malformed dataset raises here, before any run exists
     planned = plan_samples(task, dataset)
     scorers = _build_scorers(task, dataset)
     model_json = {"backend": model.info.backend, "details": model.info.details,
-                  "load_options": load_options or {}}
+                  "load_options": load_options or {},
+                  "helpers": {role: m.info.spec for role, m in (helpers or {}).items()}}
     run = store.create_run(
         kind=kind, name=name, model_spec=model.info.spec, model_revision=model.info.revision,
         model=model_json, config=task.model_dump(mode="json"), versions=package_versions(),
         dataset_name=dataset.name, dataset_hash=dataset.content_hash, n_planned=len(planned),
     )
-    return _execute(run, planned, scorers, model, store, progress)
+    return _execute(run, planned, scorers, {**(helpers or {}), "target": model}, store, progress)
 
 
 def resume_run(run_id: str, store: Store, model: ModelBackend | None = None, *,
-               progress: bool = True) -> RunRecord:
+               helpers: dict[str, ModelBackend] | None = None, progress: bool = True) -> RunRecord:
     """Finish an interrupted run: only samples not yet completed are generated."""
     run = store.get_run(run_id)
     task = TaskConfig.model_validate(run.config)
@@ -145,7 +149,14 @@ def resume_run(run_id: str, store: Store, model: ModelBackend | None = None, *,
         model = load_model(run.model_spec, **run.model.get("load_options", {}))
     if model.info.spec != run.model_spec:
         raise ConfigError(f"run {run.id} used model '{run.model_spec}', not '{model.info.spec}'")
-    return _execute(run, plan_samples(task, dataset), _build_scorers(task, dataset), model, store, progress)
+    helpers = dict(helpers or {})
+    for role, spec in run.model.get("helpers", {}).items():
+        if role not in helpers:
+            from refute.models import load_model
+
+            helpers[role] = load_model(spec)
+    models = {**helpers, "target": model}
+    return _execute(run, plan_samples(task, dataset), _build_scorers(task, dataset), models, store, progress)
 
 
 @dataclass
@@ -157,13 +168,13 @@ class _Slot:
 
 
 def _execute(run: RunRecord, planned: Sequence[PlannedSample], scorers: list[Scorer],
-             model: ModelBackend, store: Store, progress: bool) -> RunRecord:
+             models: dict[str, ModelBackend], store: Store, progress: bool) -> RunRecord:
     task = TaskConfig.model_validate(run.config)
     solve = get_solver(task.solver.name, **task.solver.args)
     done = store.completed_keys(run.id)
     todo = deque(p for p in planned if p.key not in done)
     store.set_status(run.id, "running")
-    chunk = max(1, model.preferred_batch_size)
+    chunk = max(1, models["target"].preferred_batch_size)
     try:
         with progress_bar(f"run {run.id}", total=len(planned), done=len(planned) - len(todo),
                           enabled=progress) as bar:
@@ -176,7 +187,7 @@ def _execute(run: RunRecord, planned: Sequence[PlannedSample], scorers: list[Sco
                     else:  # the solver failed before asking anything
                         _commit(store, run.id, slot[0], slot[1], scorers)
                         bar.advance()
-                active = _step(active, model, store, run.id, scorers, bar)
+                active = _step(active, models, store, run.id, scorers, bar)
     except KeyboardInterrupt:
         store.set_status(run.id, "interrupted")
         raise
@@ -191,16 +202,24 @@ def _start(plan: PlannedSample, task: TaskConfig, solve: Any) -> _Slot | tuple[P
     try:
         return _Slot(plan, state, run, next(run))
     except StopIteration:
+        state.completion = Completion(text="", error="the solver finished without asking the model")
         return (plan, state)
     except Exception as exc:  # noqa: BLE001 - one failed sample is recorded, not raised
         state.completion = Completion(text="", error=f"solver failed: {type(exc).__name__}: {exc}")
         return (plan, state)
 
 
-def _step(active: list[_Slot], model: ModelBackend, store: Store, run_id: str,
+def _model_for(models: dict[str, ModelBackend], request: GenerateRequest) -> ModelBackend:
+    if request.role not in models:
+        raise ConfigError(f"a solver asked the '{request.role}' model, but the run has only "
+                          f"{', '.join(sorted(models))}; pass it in helpers")
+    return models[request.role]
+
+
+def _step(active: list[_Slot], models: dict[str, ModelBackend], store: Store, run_id: str,
           scorers: list[Scorer], bar: Any) -> list[_Slot]:
     """Answer every active slot's request once (cache first), advance its solver."""
-    keys = [cache_key(model, s.request) for s in active]
+    keys = [cache_key(_model_for(models, s.request), s.request) for s in active]
     answered: list[tuple[int, Completion, bool]] = []
     misses: list[int] = []
     for i, key in enumerate(keys):
@@ -215,7 +234,6 @@ def _step(active: list[_Slot], model: ModelBackend, store: Store, run_id: str,
         slot = active[i]
         if not cached:
             store.cache_put(keys[i], completion)
-        slot.state.completion = completion
         slot.state.cached = slot.state.cached or cached
         if completion.ok:
             try:
@@ -226,16 +244,19 @@ def _step(active: list[_Slot], model: ModelBackend, store: Store, run_id: str,
                 pass
             except Exception as exc:  # noqa: BLE001 - one failed sample is recorded, not raised
                 slot.state.completion = Completion(text="", error=f"solver failed: {type(exc).__name__}: {exc}")
-        else:
+        else:  # a failed request ends the sample with its error
+            slot.state.completion = completion
             slot.run.close()
         _commit(store, run_id, slot.plan, slot.state, scorers)
         bar.advance()
 
     for i, completion, cached in answered:
         advance(i, completion, True)
-    if misses:
-        for j, completion in model.generate([active[i].request for i in misses]):
-            advance(misses[j], completion, False)
+    for role, model in models.items():
+        mine = [i for i in misses if active[i].request.role == role]
+        if mine:
+            for j, completion in model.generate([active[i].request for i in mine]):
+                advance(mine[j], completion, False)
     return still_active
 
 

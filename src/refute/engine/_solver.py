@@ -30,6 +30,7 @@ class SampleState:
     cached: bool = False  # any turn answered from the request cache
 
     def request(self) -> GenerateRequest:
+        """The next request to the model under test, on the conversation so far."""
         return GenerateRequest(messages=tuple(self.messages), config=self.config,
                                seed=self.seed + len(self.turns))
 

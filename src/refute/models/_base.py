@@ -37,6 +37,9 @@ class GenerateRequest:
     messages: tuple[Message, ...]
     config: GenerateConfig
     seed: int
+    #: Which model answers: "target" (the model under test) or a helper role such as
+    #: "attacker" or "judge" that a solver asks (multi-turn and attacker loops).
+    role: str = "target"
 
 
 @dataclass(frozen=True)
