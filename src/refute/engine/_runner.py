@@ -273,7 +273,7 @@ def _commit(store: Store, run_id: str, plan: PlannedSample, state: SampleState,
         input_tokens=sum(t.input_tokens for t in turns), output_tokens=sum(t.output_tokens for t in turns),
         latency_s=sum(t.latency_s for t in turns),
         finish_reason=completion.finish_reason if completion else None,
-        cached=state.cached, error=error,
+        cached=state.cached, error=error, metadata=state.metadata,
     )
     scores: list[ScoreRecord] = []
     if error is None and completion is not None:

@@ -28,6 +28,7 @@ class SampleState:
     completion: Completion | None = None
     turns: list[Completion] = field(default_factory=list)
     cached: bool = False  # any turn answered from the request cache
+    metadata: dict[str, Any] = field(default_factory=dict)  # stored with the sample
 
     def request(self) -> GenerateRequest:
         """The next request to the model under test, on the conversation so far."""

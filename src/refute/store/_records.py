@@ -50,6 +50,9 @@ class SampleRecord(BaseModel):
     finish_reason: str | None = None
     cached: bool = Field(False, description="Answered from the request cache.")
     error: str | None = Field(None, description="Why the sample failed; None when it completed.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Solver extras: attacker attempts, per-turn details."
+    )
     created_at: str | None = None
 
 

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS samples (
     finish_reason   TEXT,
     cached          INTEGER NOT NULL DEFAULT 0,
     error           TEXT,
+    metadata_json   TEXT NOT NULL DEFAULT '{}',
     created_at      TEXT NOT NULL,
     UNIQUE (run_id, prompt_id, epoch, transform_chain)
 );

@@ -148,19 +148,20 @@ class Store:
             cur = db.execute(
                 "INSERT INTO samples (run_id, prompt_id, category, epoch, transform_chain, seed,"
                 " messages_json, completion, input_tokens, output_tokens, latency_s, finish_reason,"
-                " cached, error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " cached, error, metadata_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (run_id, prompt_id, epoch, transform_chain) DO UPDATE SET"
                 " seed=excluded.seed, messages_json=excluded.messages_json,"
                 " completion=excluded.completion, input_tokens=excluded.input_tokens,"
                 " output_tokens=excluded.output_tokens, latency_s=excluded.latency_s,"
                 " finish_reason=excluded.finish_reason, cached=excluded.cached,"
-                " error=excluded.error, created_at=excluded.created_at"
+                " error=excluded.error, metadata_json=excluded.metadata_json,"
+                " created_at=excluded.created_at"
                 " WHERE samples.error IS NOT NULL"
                 " RETURNING id",
                 (sample.run_id, sample.prompt_id, sample.category, sample.epoch,
                  sample.transform_chain, sample.seed, _dumps(sample.messages), sample.completion,
                  sample.input_tokens, sample.output_tokens, sample.latency_s, sample.finish_reason,
-                 int(sample.cached), sample.error, utc_now()),
+                 int(sample.cached), sample.error, _dumps(sample.metadata), utc_now()),
             )
             row = cur.fetchone()
             if row is None:
@@ -258,7 +259,7 @@ def _sample_from_row(row: sqlite3.Row) -> SampleRecord:
         messages=json.loads(row["messages_json"]), completion=row["completion"],
         input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
         latency_s=row["latency_s"], finish_reason=row["finish_reason"], cached=bool(row["cached"]),
-        error=row["error"], created_at=row["created_at"],
+        error=row["error"], metadata=json.loads(row["metadata_json"]), created_at=row["created_at"],
     )
 
 
