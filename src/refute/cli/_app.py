@@ -8,6 +8,7 @@ from refute.cli._demo import demo
 from refute.cli._models import models_app
 from refute.cli._run import run
 from refute.cli._runs import export, runs_app
+from refute.cli._stats import compare, plan
 
 app = typer.Typer(
     name="refute",
@@ -20,6 +21,8 @@ app = typer.Typer(
 app.command("run")(run)
 app.command("demo")(demo)
 app.command("export")(export)
+app.command("compare")(compare)
+app.command("plan")(plan)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 

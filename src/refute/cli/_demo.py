@@ -18,8 +18,10 @@ def demo(
     store: StoreOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
 ) -> None:
-    """Measure the default model's refusal of harmful requests and its over-refusal of safe
-    look-alikes, each with a 95% interval per category and overall.
+    """Refusal of harmful requests and over-refusal of safe look-alikes, with 95% intervals.
+
+    Runs the model on the built-in `harmful` and `benign-lookalike` datasets and prints each
+    rate per category and overall, with its interval and method.
 
     The first run assembles and converts the embedded model (about a minute); reruns answer
     identical requests from the store's cache.

@@ -1,0 +1,104 @@
+"""`refute compare` (with a CI regression gate) and `refute plan` (power and sample size)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from refute.cli._common import StoreOption, err, friendly_errors, out, store_from
+from refute.errors import ConfigError
+
+
+class CorrectionChoice(str, Enum):
+    holm = "holm"
+    bh = "bh"
+
+
+class DirectionChoice(str, Enum):
+    auto = "auto"
+    higher_is_safer = "higher_is_safer"
+    lower_is_safer = "lower_is_safer"
+
+
+@friendly_errors
+def compare(
+    run_a: Annotated[str, typer.Argument(help="Baseline run id (or prefix).")],
+    run_b: Annotated[str, typer.Argument(help="Run to compare with it.")],
+    scorer: Annotated[str | None, typer.Option(help="Scorer to compare (default: the runs' refusal scorer).")] = None,
+    chain_a: Annotated[str, typer.Option(help="Transform chain of run A ('none' = canonical).")] = "none",
+    chain_b: Annotated[str | None, typer.Option(help="Transform chain of run B (default: same as A).")] = None,
+    direction: Annotated[DirectionChoice, typer.Option(help="Which way is safer; auto: higher for refusal and accuracy, lower for attack success.")] = DirectionChoice.auto,
+    correction: Annotated[CorrectionChoice, typer.Option(help="Correction that decides a regression (both are shown).")] = CorrectionChoice.holm,
+    alpha: Annotated[float, typer.Option(help="Significance level after correction.")] = 0.05,
+    fail_on_regression: Annotated[bool, typer.Option("--fail-on-regression", help="Exit 1 when any category got significantly less safe after correction (for CI).")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Per-category differences between two runs with intervals and corrected p-values.
+
+    Prompts present in both runs are compared paired (McNemar for one sample per prompt, a
+    paired cluster bootstrap for several); otherwise the comparison is unpaired and labelled so.
+
+    Examples:
+
+      refute compare 3f2a 9c1b
+
+      refute compare BASELINE CANDIDATE --fail-on-regression   # in CI
+
+      refute compare RUN RUN --chain-b base64                  # canonical vs a transform
+    """
+    from refute.report import compare_runs
+    from refute.report.tables import comparison_table
+
+    with store_from(store) as db:
+        table = compare_runs(db, run_a, run_b, scorer=scorer, chain_a=chain_a, chain_b=chain_b,
+                             direction=None if direction is DirectionChoice.auto else direction.value,
+                             correction=correction.value, alpha=alpha)
+    out.print(comparison_table(table, title=f"{table.label_b} versus {table.label_a}"))
+    if table.regressions:
+        err.print(f"[bold red]significant regression[/] after {correction.value} correction in: "
+                  f"{', '.join(table.regressions)}")
+        if fail_on_regression:
+            raise typer.Exit(1)
+    else:
+        err.print(f"no significant regression at alpha {alpha} after {correction.value} correction")
+
+
+@friendly_errors
+def plan(
+    d: Annotated[float, typer.Option("--d", help="Change to detect, e.g. -0.10 for a 10-point drop.")],
+    p: Annotated[float | None, typer.Option("--p", help="Current rate (or give --pilot RUN).")] = None,
+    pilot: Annotated[str | None, typer.Option(help="Pilot run: rate and intra-prompt correlation from its samples.")] = None,
+    samples_per_prompt: Annotated[int | None, typer.Option("--samples", help="Samples per prompt (default: 1, or the pilot's).")] = None,
+    icc: Annotated[float, typer.Option(help="Intra-prompt correlation when no pilot is given.")] = 0.0,
+    alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power wanted.")] = 0.8,
+    paired: Annotated[bool, typer.Option(help="Same prompts in both conditions (one sample each).")] = False,
+    scorer: Annotated[str | None, typer.Option(help="Pilot scorer (default: its refusal scorer).")] = None,
+    store: StoreOption = None,
+) -> None:
+    """How many prompts and samples per prompt detect a change of d from rate p.
+
+    Includes the design effect of clustering, 1 + (k - 1) * ICC, with the ICC estimated from a
+    pilot run in the store when --pilot is given.
+
+    Examples:
+
+      refute plan --p 0.45 --d -0.10
+
+      refute plan --pilot 3f2a --d -0.05 --samples 5
+    """
+    from refute.report import plan_from_rate, plan_from_run
+    from refute.report.tables import plan_table
+
+    if (p is None) == (pilot is None):
+        raise ConfigError("give exactly one of --p RATE or --pilot RUN_ID")
+    if pilot is not None:
+        with store_from(store) as db:
+            result = plan_from_run(db, pilot, d, scorer=scorer, samples_per_prompt=samples_per_prompt,
+                                   alpha=alpha, power=power)
+    else:
+        result = plan_from_rate(p, d, samples_per_prompt=samples_per_prompt or 1, icc=icc,
+                                alpha=alpha, power=power, paired=paired)
+    out.print(plan_table(result))

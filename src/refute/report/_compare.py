@@ -1,0 +1,63 @@
+"""Compare two stored runs (or two chains of one run) per category, paired on prompts."""
+
+from __future__ import annotations
+
+from refute.errors import ConfigError
+from refute.report._summary import primary_scorer, run_observations
+from refute.stats import ComparisonTable, Direction, Plan, compare_conditions, plan_from_pilot, sample_size
+from refute.stats._multiple import Correction
+from refute.store import Store
+
+__all__ = ["compare_runs", "default_direction", "plan_from_rate", "plan_from_run"]
+
+#: Scorers whose high values are unsafe (attack success); everything else: higher is safer.
+_LOWER_IS_SAFER = ("strongreject", "attack_success")
+
+
+def default_direction(scorer: str) -> Direction:
+    return "lower_is_safer" if scorer in _LOWER_IS_SAFER else "higher_is_safer"
+
+
+def _observations(store: Store, run_id: str, scorer: str, chain: str) -> list:
+    by_chain = run_observations(store, run_id, scorer)
+    if chain not in by_chain:
+        raise ConfigError(f"run {run_id} has no samples for chain '{chain}' scored by '{scorer}'; "
+                          f"chains there: {', '.join(sorted(by_chain)) or 'none'}")
+    return by_chain[chain]
+
+
+def compare_runs(store: Store, run_a: str, run_b: str, *, scorer: str | None = None,
+                 chain_a: str = "none", chain_b: str | None = None,
+                 direction: Direction | None = None, correction: Correction = "holm",
+                 alpha: float = 0.05, seed: int = 0) -> ComparisonTable:
+    """B versus A per category and overall, paired on prompt ids where both runs have them."""
+    a, b = store.get_run(run_a), store.get_run(run_b)
+    scorer = scorer or primary_scorer(store, a.id)
+    if scorer is None:
+        raise ConfigError(f"run {a.id} has no scores; score it first (refute score {a.id} --scorer ...)")
+    obs_a = _observations(store, a.id, scorer, chain_a)
+    obs_b = _observations(store, b.id, scorer, chain_b or chain_a)
+    label_a = a.id if chain_a == "none" else f"{a.id}:{chain_a}"
+    label_b = b.id if (chain_b or chain_a) == "none" else f"{b.id}:{chain_b or chain_a}"
+    return compare_conditions(obs_a, obs_b, direction=direction or default_direction(scorer),
+                              correction=correction, alpha=alpha, labels=(label_a, label_b), rng=seed)
+
+
+def plan_from_run(store: Store, run_id: str, d: float, *, scorer: str | None = None,
+                  samples_per_prompt: int | None = None, alpha: float = 0.05,
+                  power: float = 0.8) -> Plan:
+    """Sample size for detecting a change of ``d``, with rate and intra-prompt correlation from a pilot run."""
+    scorer = scorer or primary_scorer(store, run_id)
+    if scorer is None:
+        raise ConfigError(f"run {run_id} has no scores to plan from")
+    obs = [o for o in _observations(store, run_id, scorer, "none") if o.value is not None]
+    if not obs:
+        raise ConfigError(f"run {run_id} has no scored samples to plan from")
+    return plan_from_pilot([o.value for o in obs], [o.prompt_id for o in obs], d,
+                           samples_per_prompt=samples_per_prompt, alpha=alpha, power=power)
+
+
+def plan_from_rate(p: float, d: float, *, samples_per_prompt: int = 1, icc: float = 0.0,
+                   alpha: float = 0.05, power: float = 0.8, paired: bool = False) -> Plan:
+    return sample_size(p, d, alpha=alpha, power=power, samples_per_prompt=samples_per_prompt,
+                       icc=icc, paired=paired)
