@@ -27,12 +27,14 @@ def list_runs(
     """
     with store_from(store) as db:
         table = Table(title=f"runs in {db.path}")
-        for col in ("id", "kind", "name", "status", "model", "dataset", "samples", "errors", "created"):
-            table.add_column(col)
+        table.add_column("id", no_wrap=True, min_width=12)
+        for col in ("kind", "name", "status", "model", "dataset", "samples", "errors"):
+            table.add_column(col, overflow="fold")
+        table.add_column("created (UTC)", no_wrap=True)
         for run in db.list_runs(limit):
             ok, bad = db.sample_counts(run.id)
             table.add_row(run.id, run.kind, run.name or "", run.status, run.model_spec, run.dataset_name,
-                          f"{ok}/{run.n_planned}", str(bad), run.created_at[:19])
+                          f"{ok}/{run.n_planned}", str(bad), run.created_at[:16].replace("T", " "))
         out.print(table)
 
 

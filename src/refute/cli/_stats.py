@@ -71,7 +71,7 @@ def plan(
     p: Annotated[float | None, typer.Option("--p", help="Current rate (or give --pilot RUN).")] = None,
     pilot: Annotated[str | None, typer.Option(help="Pilot run: rate and intra-prompt correlation from its samples.")] = None,
     samples_per_prompt: Annotated[int | None, typer.Option("--samples", help="Samples per prompt (default: 1, or the pilot's).")] = None,
-    icc: Annotated[float, typer.Option(help="Intra-prompt correlation when no pilot is given.")] = 0.0,
+    icc: Annotated[float | None, typer.Option(help="Intra-prompt correlation (default: from the pilot, else 0).")] = None,
     alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
     power: Annotated[float, typer.Option(help="Power wanted.")] = 0.8,
     paired: Annotated[bool, typer.Option(help="Same prompts in both conditions (one sample each).")] = False,
@@ -97,8 +97,8 @@ def plan(
     if pilot is not None:
         with store_from(store) as db:
             result = plan_from_run(db, pilot, d, scorer=scorer, samples_per_prompt=samples_per_prompt,
-                                   alpha=alpha, power=power)
+                                   icc=icc, alpha=alpha, power=power)
     else:
-        result = plan_from_rate(p, d, samples_per_prompt=samples_per_prompt or 1, icc=icc,
+        result = plan_from_rate(p, d, samples_per_prompt=samples_per_prompt or 1, icc=icc or 0.0,
                                 alpha=alpha, power=power, paired=paired)
     out.print(plan_table(result))

@@ -44,17 +44,28 @@ def compare_runs(store: Store, run_a: str, run_b: str, *, scorer: str | None = N
 
 
 def plan_from_run(store: Store, run_id: str, d: float, *, scorer: str | None = None,
-                  samples_per_prompt: int | None = None, alpha: float = 0.05,
-                  power: float = 0.8) -> Plan:
-    """Sample size for detecting a change of ``d``, with rate and intra-prompt correlation from a pilot run."""
+                  samples_per_prompt: int | None = None, icc: float | None = None,
+                  alpha: float = 0.05, power: float = 0.8) -> Plan:
+    """Sample size to detect a change of ``d``, with the rate (and, when the pilot sampled
+    prompts several times, the intra-prompt correlation) estimated from a pilot run."""
     scorer = scorer or primary_scorer(store, run_id)
     if scorer is None:
         raise ConfigError(f"run {run_id} has no scores to plan from")
     obs = [o for o in _observations(store, run_id, scorer, "none") if o.value is not None]
     if not obs:
         raise ConfigError(f"run {run_id} has no scored samples to plan from")
-    return plan_from_pilot([o.value for o in obs], [o.prompt_id for o in obs], d,
-                           samples_per_prompt=samples_per_prompt, alpha=alpha, power=power)
+    values, prompts = [o.value for o in obs], [o.prompt_id for o in obs]
+    if len(set(prompts)) < len(prompts) and icc is None:
+        return plan_from_pilot(values, prompts, d, samples_per_prompt=samples_per_prompt,
+                               alpha=alpha, power=power)
+    k = samples_per_prompt or 1
+    if k > 1 and icc is None:
+        raise ConfigError(
+            f"pilot run {run_id} has one sample per prompt, so it cannot estimate the intra-prompt "
+            "correlation needed for several samples per prompt; give --icc, or pilot with --epochs 2+"
+        )
+    p = sum(values) / len(values)
+    return sample_size(p, d, alpha=alpha, power=power, samples_per_prompt=k, icc=icc or 0.0)
 
 
 def plan_from_rate(p: float, d: float, *, samples_per_prompt: int = 1, icc: float = 0.0,
