@@ -430,3 +430,30 @@ def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as info:
         OpenAIBackend("m", **kwargs)
     assert "sk-xyz" not in str(info.value)
+
+
+def test_engine_run_over_faults_stores_each_sample_once_and_resume_heals_errors(make, server, tmp_path) -> None:
+    """Through the engine: every sample ends completed or recorded with its error, none twice."""
+    from refute.engine import TaskConfig, resume_run, run_task
+    from refute.store import Store
+
+    prompts = ["id=1", "id=2 fault=500 times=1", "id=3 fault=400 times=1", "id=4 fault=drop times=9",
+               "id=5 fault=badjson times=2", "id=6 fault=429 retry_after=0 times=1", "id=7"]
+    data = tmp_path / "faults.jsonl"
+    data.write_text("".join(json.dumps({"id": f"f{i}", "prompt": p}) + "\n" for i, p in enumerate(prompts)))
+    backend = make(max_retries=3)
+    with Store(tmp_path / "s.db") as store:
+        run = run_task(TaskConfig(dataset=str(data)), backend, store, progress=False)
+        rows = {s.prompt_id: s for s in store.samples(run.id)}
+        assert len(rows) == len(prompts) == len(store.samples(run.id))
+        failed = {pid for pid, s in rows.items() if s.error}
+        assert failed == {"f2", "f3"}  # the 400 is not retried; the dropped connection never heals
+        assert "HTTP 400" in rows["f2"].error and rows["f2"].completion is None
+        assert all(rows[f"f{i}"].completion == f"answer {i + 1}" for i in (0, 1, 4, 5, 6))
+        assert max(server.attempts.values()) <= 4
+        assert run.status == "completed" and store.sample_counts(run.id) == (5, 2)
+        resume_run(run.id, store, model=backend, progress=False)
+        healed = {s.prompt_id: s for s in store.samples(run.id)}
+        assert len(healed) == len(prompts)
+        assert healed["f2"].completion == "answer 3" and healed["f3"].error is not None
+        assert server.attempts["id=1"] == 1  # completed samples were not asked again
