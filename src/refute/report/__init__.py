@@ -1,0 +1,36 @@
+"""Reports of refute results: tables a reviewer can read without the code."""
+
+from refute.report._compare import compare_runs, default_direction, plan_from_rate, plan_from_run
+from refute.report._summary import (
+    ChainRates,
+    RunSummary,
+    primary_scorer,
+    print_run_summary,
+    run_observations,
+    summarize_run,
+)
+from refute.report.tables import (
+    METHOD_NOTES,
+    comparison_table,
+    describe_method,
+    plan_table,
+    rate_table,
+)
+
+__all__ = [
+    "METHOD_NOTES",
+    "ChainRates",
+    "RunSummary",
+    "compare_runs",
+    "default_direction",
+    "plan_from_rate",
+    "plan_from_run",
+    "primary_scorer",
+    "print_run_summary",
+    "run_observations",
+    "summarize_run",
+    "comparison_table",
+    "describe_method",
+    "plan_table",
+    "rate_table",
+]

@@ -1,0 +1,57 @@
+"""Statistics a reviewer accepts: clustered intervals, paired tests, corrections, power, judges.
+
+Pure numpy (scipy.special and scipy.optimize load on first use); no I/O. Every rate comes back as
+an `Estimate` with its interval and the method that produced it; every comparison as a
+`Comparison` with a p-value and both methods named. Random generators are passed in (``rng``: a
+Generator, an int seed, or None for a fixed default seed).
+"""
+
+from refute.stats._common import DEFAULT_SEED, Estimate
+from refute.stats._compare import (
+    ComparisonRow,
+    ComparisonTable,
+    Direction,
+    Observation,
+    compare_conditions,
+)
+from refute.stats._judge import rogan_gladen
+from refute.stats._multiple import Correction, adjust_pvalues
+from refute.stats._paired import Comparison, PairedMethod, paired_difference, unpaired_difference
+from refute.stats._power import (
+    Plan,
+    PowerMethod,
+    design_effect,
+    icc,
+    plan_from_pilot,
+    power,
+    sample_size,
+)
+from refute.stats._rates import CategoryRate, RateMethod, rate, rates_by_category
+
+__all__ = [
+    "DEFAULT_SEED",
+    "CategoryRate",
+    "Comparison",
+    "ComparisonRow",
+    "ComparisonTable",
+    "Correction",
+    "Direction",
+    "Estimate",
+    "Observation",
+    "PairedMethod",
+    "Plan",
+    "PowerMethod",
+    "RateMethod",
+    "adjust_pvalues",
+    "compare_conditions",
+    "design_effect",
+    "icc",
+    "paired_difference",
+    "plan_from_pilot",
+    "power",
+    "rate",
+    "rates_by_category",
+    "rogan_gladen",
+    "sample_size",
+    "unpaired_difference",
+]
