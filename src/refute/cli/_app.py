@@ -6,6 +6,7 @@ import typer
 
 from refute.cli._demo import demo
 from refute.cli._models import models_app
+from refute.cli._redteam import redteam
 from refute.cli._run import run
 from refute.cli._runs import export, runs_app
 from refute.cli._stats import compare, plan
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.command("run")(run)
 app.command("demo")(demo)
+app.command("redteam")(redteam)
 app.command("export")(export)
 app.command("compare")(compare)
 app.command("plan")(plan)
