@@ -1,0 +1,32 @@
+"""The package's public surface: light imports and pinned exports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_importing_refute_and_its_library_does_not_import_torch():
+    code = ("import sys, refute, refute.models, refute.datasets, refute.engine, refute.store, "
+            "refute.scorers, refute.stats, refute.report, refute.redteam, refute.cli; "
+            "heavy = [m for m in ('torch', 'transformers', 'pandas', 'datasets') if m in sys.modules]; "
+            "print(','.join(heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
+
+
+def test_public_exports_are_pinned():
+    import refute.engine
+    import refute.models
+    import refute.store
+
+    assert set(refute.models.__all__) == {
+        "EMBEDDED", "Completion", "EmbeddedModel", "GenerateConfig", "GenerateRequest", "Message",
+        "ModelBackend", "ModelInfo", "ModelSpec", "load_model", "parse_spec", "prepare_embedded"}
+    assert set(refute.store.__all__) == {
+        "SCHEMA_VERSION", "RunRecord", "RunStatus", "SampleRecord", "ScoreRecord", "Store",
+        "export_run", "open_store", "run_rows"}
+    assert {"TaskConfig", "run_task", "resume_run", "solver", "SampleState"} <= set(refute.engine.__all__)
+    for module in (refute.models, refute.store, refute.engine):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
