@@ -57,6 +57,8 @@ def run(
         else:
             if not model or not dataset:
                 raise ConfigError("refute run needs --model and --dataset (or --resume RUN_ID); see --help")
+            if Path(dataset).exists():  # store an absolute path so --resume works from anywhere
+                dataset = str(Path(dataset).resolve())
             task = TaskConfig(
                 dataset=dataset, dataset_adapter=adapter, limit=limit, epochs=epochs, system=system,
                 template=template, seed=seed,

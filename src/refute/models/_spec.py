@@ -81,5 +81,6 @@ def load_model(
         path = Path(parsed.target).expanduser()
         if not path.is_file():
             raise ConfigError(f"model spec '{spec}': no GGUF file at {path}")
-        return HFBackend(ensure_converted(path), spec=spec, revision=None, **local)
+        converted = ensure_converted(path)
+        return HFBackend(converted, spec=spec, revision=f"gguf:{converted.name}", **local)
     return HFBackend(parsed.target, spec=spec, **local)
