@@ -57,3 +57,16 @@ def test_batched_and_single_greedy_generation_agree(default_backend):
     batched = dict(default_backend.generate(requests))
     agree = sum(single[i] == batched[i].text for i in range(3))
     assert agree >= 2  # bf16 padding may flip a near-tie token; most must agree exactly
+
+
+def test_gemma3_270m_loads_as_a_second_architecture_without_a_chat_template():
+    from refute.models import load_model
+
+    gemma = load_model("gemma3-270m")
+    try:
+        assert gemma.info.details["architecture"] == "Gemma3ForCausalLM"
+        assert gemma.info.details["chat_template"] == "False"  # a base model: plain transcript
+        reply = ask(gemma, "The capital of France is", max_tokens=8)
+        assert isinstance(reply, str) and reply.strip()
+    finally:
+        gemma.close()

@@ -92,6 +92,7 @@ class HFBackend:
         device: str = "cpu",
         batch_size: int = 32,
         revision: str | None = None,
+        recorded_revision: str | None = None,
         model: Any = None,
         tokenizer: Any = None,
     ) -> None:
@@ -129,7 +130,8 @@ class HFBackend:
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in eos_ids:
             eos_ids.append(self.tokenizer.eos_token_id)
         self.eos_ids: list[int] = eos_ids
-        rev = revision or getattr(self.model.config, "_commit_hash", None)
+        # What the run records: a content hash for embedded/GGUF models, else the hub commit.
+        rev = recorded_revision or revision or getattr(self.model.config, "_commit_hash", None)
         self.info = ModelInfo(
             spec=spec or f"hf:{source}",
             backend="hf",

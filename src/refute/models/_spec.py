@@ -74,7 +74,8 @@ def load_model(
         local["batch_size"] = batch_size
     if parsed.kind == "embedded":
         directory = prepare_embedded(parsed.target)
-        return HFBackend(directory, spec=spec, revision=f"sha256:{EMBEDDED[spec].sha256[:16]}", **local)
+        return HFBackend(directory, spec=spec, recorded_revision=f"sha256:{EMBEDDED[spec].sha256[:16]}",
+                         **local)
     if parsed.kind == "gguf":
         from refute.models._gguf import ensure_converted
 
@@ -82,5 +83,5 @@ def load_model(
         if not path.is_file():
             raise ConfigError(f"model spec '{spec}': no GGUF file at {path}")
         converted = ensure_converted(path)
-        return HFBackend(converted, spec=spec, revision=f"gguf:{converted.name}", **local)
+        return HFBackend(converted, spec=spec, recorded_revision=f"gguf:{converted.name}", **local)
     return HFBackend(parsed.target, spec=spec, **local)
