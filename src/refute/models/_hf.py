@@ -125,6 +125,9 @@ class HFBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.preferred_batch_size = batch_size
+        # A chat template writes its own special tokens; a base model's plain transcript needs the
+        # tokenizer's (Gemma, for one, degrades badly without its BOS token).
+        self._add_special = not getattr(self.tokenizer, "chat_template", None)
         eos = self.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in eos_ids:
@@ -152,7 +155,7 @@ class HFBackend:
     def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, Completion]]:
         """Generate in batches of similar length; yields each batch's results as it finishes."""
         texts = [render_prompt(self.tokenizer, r.messages) for r in requests]
-        lengths = [len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+        lengths = [len(self.tokenizer(t, add_special_tokens=self._add_special).input_ids) for t in texts]
         # Group by settings, then sort by length so a batch wastes little on padding.
         order = sorted(range(len(requests)), key=lambda i: (_config_key(requests[i].config), lengths[i]))
         for _, same_config in groupby(order, key=lambda i: _config_key(requests[i].config)):
@@ -170,7 +173,7 @@ class HFBackend:
         from transformers import GenerationConfig, LogitsProcessorList
 
         config = requests[0].config
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=self._add_special)
         enc = {k: v.to(self.device) for k, v in enc.items()}
         gen_config = GenerationConfig(
             max_new_tokens=config.max_tokens,

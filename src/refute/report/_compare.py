@@ -37,10 +37,15 @@ def compare_runs(store: Store, run_a: str, run_b: str, *, scorer: str | None = N
         raise ConfigError(f"run {a.id} has no scores; score it first (refute score {a.id} --scorer ...)")
     obs_a = _observations(store, a.id, scorer, chain_a)
     obs_b = _observations(store, b.id, scorer, chain_b or chain_a)
-    label_a = a.id if chain_a == "none" else f"{a.id}:{chain_a}"
-    label_b = b.id if (chain_b or chain_a) == "none" else f"{b.id}:{chain_b or chain_a}"
+    label_a = _label(a.id, a.name, chain_a)
+    label_b = _label(b.id, b.name, chain_b or chain_a)
     return compare_conditions(obs_a, obs_b, direction=direction or default_direction(scorer),
                               correction=correction, alpha=alpha, labels=(label_a, label_b), rng=seed)
+
+
+def _label(run_id: str, name: str | None, chain: str) -> str:
+    label = f"{run_id} ({name})" if name else run_id
+    return label if chain == "none" else f"{label} {chain}"
 
 
 def plan_from_run(store: Store, run_id: str, d: float, *, scorer: str | None = None,

@@ -101,14 +101,14 @@ def rate_table(
     pct = _pct(conf.pop()) if len(conf) == 1 else "interval"
     missing = any(r.estimate.n_missing for r in items)
     table = Table(title=title, caption_justify="left")
-    table.add_column("category")
+    table.add_column("category", no_wrap=True)
     table.add_column("prompts", justify="right")
     table.add_column("samples", justify="right")
     if missing:
         table.add_column("missing", justify="right")
     table.add_column("rate", justify="right")
-    table.add_column(f"{pct} interval", justify="center")
-    table.add_column("method")
+    table.add_column(f"{pct} interval", justify="center", no_wrap=True)
+    table.add_column("method", overflow="fold")
     for r in items:
         e = r.estimate
         cells = [r.category, str(e.n_prompts), str(e.n_samples)]
