@@ -1,0 +1,255 @@
+"""Validating a scorer against human labels: agreement, Cohen's kappa, confusion matrices, and
+sensitivity / specificity with Wilson intervals, so that judge error can be carried into rates
+(`refute.stats.rogan_gladen` takes ``sensitivity_counts`` and ``specificity_counts``).
+
+A label file is JSONL (one object a line) or CSV with at least ``completion`` and ``label``
+(``full_compliance``, ``partial_refusal`` or ``full_refusal``); ``prompt``, ``id``, ``source``,
+``hard_case`` and ``split`` are optional. Binary figures treat a partial refusal as a refusal, and
+"positive" means refusal. Results are saved as JSON under ``<store dir>/validations/`` (next to
+``refute.db``) by `save_validation`, one file per scorer version.
+
+Cohen's kappa: Cohen (1960), "A coefficient of agreement for nominal scales", Educ. Psychol.
+Meas. 20:37-46. Wilson interval: Wilson (1927), JASA 22:209-212.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from refute.datasets._record import Record
+from refute.errors import DatasetError
+from refute.scorers._base import Scorer, ScoreInput
+
+__all__ = ["LABELS", "LabelRow", "Interval", "ValidationResult", "binary_agreement", "cohen_kappa",
+           "load_labels", "save_validation", "validate"]
+
+LABELS = ("full_compliance", "partial_refusal", "full_refusal")
+_REQUIRED = ("completion", "label")
+_TEXT_FIELDS = ("id", "prompt", "source", "hard_case", "split")
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One human-labelled completion."""
+
+    id: str
+    prompt: str
+    completion: str
+    label: str
+    source: str | None
+    hard_case: str | None
+    split: str | None
+    line: int
+
+
+def _row(raw: Any, path: str, line: int) -> LabelRow:
+    if not isinstance(raw, dict):
+        raise DatasetError(f"expected a JSON object, got {type(raw).__name__}", path=path, line=line)
+    for name in _REQUIRED:
+        if name not in raw or raw[name] is None:
+            raise DatasetError("missing required field", path=path, line=line, field=name,
+                               hint="every row needs 'completion' and 'label'")
+    if not isinstance(raw["completion"], str):
+        raise DatasetError(f"must be a string, got {type(raw['completion']).__name__}", path=path,
+                           line=line, field="completion")
+    label = str(raw["label"]).strip()
+    if label not in LABELS:
+        raise DatasetError(f"unknown label {raw['label']!r}", path=path, line=line, field="label",
+                           hint=f"use one of {', '.join(LABELS)}")
+    extra = {k: (None if raw.get(k) in (None, "") else str(raw[k])) for k in _TEXT_FIELDS}
+    return LabelRow(id=extra["id"] or f"line-{line}", prompt=extra["prompt"] or "",
+                    completion=raw["completion"], label=label, source=extra["source"],
+                    hard_case=extra["hard_case"], split=extra["split"], line=line)
+
+
+def load_labels(path: str | PathLike[str]) -> list[LabelRow]:
+    """Read a JSONL or CSV label file; a bad row raises DatasetError naming its line and field."""
+    p = Path(path)
+    where = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DatasetError(f"cannot read label file ({exc.strerror or exc})", path=where) from exc
+    rows: list[LabelRow] = []
+    if p.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        missing = [c for c in _REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError("missing required column", path=where, line=1, field=missing[0],
+                               hint=f"the header has {', '.join(reader.fieldnames or []) or 'nothing'}")
+        for i, raw in enumerate(reader, start=2):
+            rows.append(_row(dict(raw), where, i))
+    else:
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"invalid JSON ({exc.msg} at column {exc.colno})", path=where,
+                                   line=i) from exc
+            rows.append(_row(raw, where, i))
+    if not rows:
+        raise DatasetError("no labelled rows", path=where, hint="one JSON object per line")
+    return rows
+
+
+# --- agreement -----------------------------------------------------------------------------------
+
+
+def cohen_kappa(truth: Sequence[str], pred: Sequence[str]) -> float:
+    """Cohen's kappa (po - pe) / (1 - pe); 1.0 when both raters use one identical category."""
+    n = len(truth)
+    if n == 0 or n != len(pred):
+        raise ValueError("cohen_kappa needs two equally long, non-empty label lists")
+    cats = sorted(set(truth) | set(pred))
+    po = sum(a == b for a, b in zip(truth, pred)) / n
+    pe = sum((list(truth).count(c) / n) * (list(pred).count(c) / n) for c in cats)
+    return 1.0 if pe >= 1.0 else (po - pe) / (1.0 - pe)
+
+
+def _binary(labels: Sequence[str]) -> list[str]:
+    return ["refusal" if v != "full_compliance" else "compliance" for v in labels]
+
+
+def binary_agreement(truth: Sequence[str], pred: Sequence[str]) -> tuple[float, float]:
+    """(accuracy, kappa) of refusal vs compliance; a partial refusal counts as a refusal."""
+    t, p = _binary(truth), _binary(pred)
+    return sum(a == b for a, b in zip(t, p)) / len(t), cohen_kappa(t, p)
+
+
+class Interval(BaseModel):
+    """A proportion with its Wilson interval."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: float | None = Field(description="Successes / n (None when n is 0).")
+    low: float = Field(description="Lower limit.")
+    high: float = Field(description="Upper limit.")
+    successes: int
+    n: int
+    confidence: float = 0.95
+    method: str = "wilson"
+
+
+def _wilson(successes: int, n: int, confidence: float = 0.95) -> Interval:
+    if n == 0:
+        return Interval(value=None, low=0.0, high=1.0, successes=0, n=0, confidence=confidence)
+    try:
+        from refute.stats import rate
+
+        est = rate([1.0] * successes + [0.0] * (n - successes), confidence=confidence, method="wilson")
+        low, high = est.low, est.high
+    except ImportError:  # refute.stats absent: the same formula, inline
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+        p, z2n = successes / n, z * z / n
+        centre = (p + z2n / 2) / (1 + z2n)
+        half = z * math.sqrt(p * (1 - p) / n + z2n / (4 * n)) / (1 + z2n)
+        low, high = max(0.0, centre - half), min(1.0, centre + half)
+    return Interval(value=successes / n, low=low, high=high, successes=successes, n=n, confidence=confidence)
+
+
+class ValidationResult(BaseModel):
+    """A scorer's agreement with human labels; saved as JSON by `save_validation`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scorer: str = Field(description="Registered scorer name.")
+    scorer_version: str = Field(description="Version that was validated.")
+    labels_path: str = Field(description="The label file.")
+    labels_sha256: str = Field(description="SHA-256 of the label file's bytes.")
+    subset: str | None = Field(None, description="Which rows: a split name, or None for all.")
+    n: int = Field(description="Rows scored.")
+    n_unscorable: int = Field(description="Rows where the scorer returned no label (counted as wrong).")
+    accuracy: Interval = Field(description="Three-class accuracy.")
+    kappa: float = Field(description="Three-class Cohen's kappa.")
+    binary_accuracy: Interval = Field(description="Refusal-vs-compliance accuracy (partial = refusal).")
+    binary_kappa: float = Field(description="Refusal-vs-compliance Cohen's kappa.")
+    sensitivity: Interval = Field(description="Refusals the scorer calls refusals (TP / (TP + FN)).")
+    specificity: Interval = Field(description="Compliances the scorer calls compliance (TN / (TN + FP)).")
+    sensitivity_counts: tuple[int, int] = Field(description="(TP, FN), as rogan_gladen takes them.")
+    specificity_counts: tuple[int, int] = Field(description="(TN, FP), as rogan_gladen takes them.")
+    confusion: dict[str, dict[str, int]] = Field(description="confusion[gold][predicted], three classes.")
+    binary_confusion: dict[str, dict[str, int]] = Field(description="confusion[gold][predicted], binary.")
+    by_hard_case: dict[str, Interval] = Field(default_factory=dict, description="Binary accuracy per tag.")
+    created_at: str = Field(description="UTC ISO-8601 time of the validation.")
+
+
+def _score_all(scorer: Scorer, rows: Sequence[LabelRow]) -> list[str | None]:
+    items = [ScoreInput(record=Record(id=r.id, prompt=r.prompt or "(no prompt)"),
+                        messages=[{"role": "user", "content": r.prompt}, {"role": "assistant", "content": r.completion}],
+                        completion=r.completion) for r in rows]
+    batch = getattr(scorer, "score_batch", None)
+    scores = batch(items) if callable(batch) else [scorer.score(i) for i in items]
+    out: list[str | None] = []
+    for s in scores:
+        if s.label in LABELS:
+            out.append(s.label)
+        elif s.value is not None:  # a binary scorer: 1 = refusal
+            out.append("full_refusal" if s.value >= 0.5 else "full_compliance")
+        else:
+            out.append(None)
+    return out
+
+
+def validate(scorer: Scorer, labels_path: str | PathLike[str], *, subset: str | None = None,
+             confidence: float = 0.95) -> ValidationResult:
+    """Score every labelled completion (or those of split ``subset``) and measure agreement."""
+    path = Path(labels_path)
+    rows = load_labels(path)
+    if subset is not None:
+        rows = [r for r in rows if r.split == subset]
+        if not rows:
+            raise DatasetError(f"no rows with split '{subset}'", path=str(path), field="split")
+    preds = _score_all(scorer, rows)
+    gold = [r.label for r in rows]
+    filled = [p if p is not None else "unscorable" for p in preds]
+    n = len(rows)
+    confusion = {g: {p: 0 for p in (*LABELS, "unscorable")} for g in LABELS}
+    for g, p in zip(gold, filled):
+        confusion[g][p] += 1
+    gb, pb = _binary(gold), [("unscorable" if p == "unscorable" else b) for p, b in zip(filled, _binary(filled))]
+    bconf = {g: {p: 0 for p in ("refusal", "compliance", "unscorable")} for g in ("refusal", "compliance")}
+    for g, p in zip(gb, pb):
+        bconf[g][p] += 1
+    tp, fn = bconf["refusal"]["refusal"], bconf["refusal"]["compliance"] + bconf["refusal"]["unscorable"]
+    tn, fp = bconf["compliance"]["compliance"], bconf["compliance"]["refusal"] + bconf["compliance"]["unscorable"]
+    cases: dict[str, list[bool]] = {}
+    for r, g, p in zip(rows, gb, pb):
+        cases.setdefault(r.hard_case or "untagged", []).append(g == p)
+    return ValidationResult(
+        scorer=scorer.name, scorer_version=scorer.version, labels_path=str(path),
+        labels_sha256=hashlib.sha256(path.read_bytes()).hexdigest(), subset=subset, n=n,
+        n_unscorable=sum(p is None for p in preds),
+        accuracy=_wilson(sum(g == p for g, p in zip(gold, filled)), n, confidence),
+        kappa=cohen_kappa(gold, filled),
+        binary_accuracy=_wilson(sum(g == p for g, p in zip(gb, pb)), n, confidence),
+        binary_kappa=cohen_kappa(gb, pb),
+        sensitivity=_wilson(tp, tp + fn, confidence), specificity=_wilson(tn, tn + fp, confidence),
+        sensitivity_counts=(tp, fn), specificity_counts=(tn, fp), confusion=confusion, binary_confusion=bconf,
+        by_hard_case={k: _wilson(sum(v), len(v), confidence) for k, v in sorted(cases.items())},
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def save_validation(result: ValidationResult, store_path: str | PathLike[str]) -> Path:
+    """Write ``result`` to ``<dir of store>/validations/<scorer>-<version>[-<subset>].json``; returns it."""
+    folder = Path(store_path).parent / "validations"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{result.scorer}-{result.scorer_version}" + (f"-{result.subset}" if result.subset else "")
+    out = folder / ("".join(c if c.isalnum() or c in "-_." else "_" for c in stem) + ".json")
+    out.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return out
