@@ -38,10 +38,10 @@ def test_run_then_list_show_and_export(tiny_model_dir, tmp_path):
     listed = invoke("runs", "list", store=db)
     assert run.id in listed.output and "4/4" in listed.output
     shown = invoke("runs", "show", run.id[:6], store=db)
-    assert shown.exit_code == 0 and "completed" in shown.output and "refusal_patterns v1" in shown.output
+    assert shown.exit_code == 0 and "completed" in shown.output and "refusal v2" in shown.output
     as_csv = invoke("export", run.id, "--format", "csv", store=db)
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert len(rows) == 4 and {"prompt_id", "completion", "score.refusal_patterns"} <= set(rows[0])
+    assert len(rows) == 4 and {"prompt_id", "completion", "score.refusal", "label.refusal"} <= set(rows[0])
     out_file = tmp_path / "run.jsonl"
     invoke("export", run.id, "-o", str(out_file), store=db)
     lines = [json.loads(x) for x in out_file.read_text().splitlines()]

@@ -67,7 +67,7 @@ def test_run_stores_every_sample_with_seeds_scores_and_provenance(tiny_backend, 
     assert all(s.error is None and s.output_tokens and s.input_tokens for s in samples)
     assert all(s.messages[-1]["role"] == "assistant" for s in samples)
     scores = store.scores(run.id)
-    assert len(scores) == 10 and {s.scorer for s in scores} == {"refusal_patterns"}
+    assert len(scores) == 10 and {s.scorer for s in scores} == {"refusal"}
     assert {"python", "refute", "torch", "transformers"} <= set(run.versions)
     assert len(run.dataset_hash) == 64 and run.config["epochs"] == 2
 

@@ -18,7 +18,7 @@ def redteam(
     capability_dataset: Annotated[str, typer.Option(help="Benign tasks with known answers (the capability control); 'none' to skip.")] = "benign-tasks",
     capability_limit: Annotated[int | None, typer.Option(help="Capability tasks to use.")] = 60,
     max_tokens: Annotated[int, typer.Option(help="Most new tokens per reply to a harmful request.")] = 48,
-    scorer: Annotated[str, typer.Option(help="Refusal scorer.")] = "refusal_patterns",
+    scorer: Annotated[str, typer.Option(help="Refusal scorer (refusal: measured rules + classifier; refusal_patterns: fast phrases).")] = "refusal",
     seed: Annotated[int, typer.Option(help="Seed for transforms and sampling.")] = 0,
     list_: Annotated[bool, typer.Option("--list", help="List the registered transforms and exit.")] = False,
     store: StoreOption = None,

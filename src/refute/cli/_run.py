@@ -23,7 +23,7 @@ def run(
     seed: Annotated[int, typer.Option(help="Run seed; each sample's seed derives from it.")] = 0,
     system: Annotated[str | None, typer.Option(help="System prompt (default: the model's own).")] = None,
     template: Annotated[str, typer.Option(help="User message template containing {prompt}.")] = "{prompt}",
-    scorer: Annotated[list[str] | None, typer.Option("--scorer", help="Scorer name (repeatable). Default: match for tasks with answers, else refusal_patterns.")] = None,
+    scorer: Annotated[list[str] | None, typer.Option("--scorer", help="Scorer name (repeatable). Default: match for tasks with answers, else refusal (the measured scorer).")] = None,
     transform: Annotated[list[str] | None, typer.Option("--transform", "-t", help="Transform chain such as base64 or rot13+roleplay (repeatable); the canonical prompt always runs too.")] = None,
     adapter: Annotated[str | None, typer.Option(help="Dataset adapter: harmbench, advbench, jailbreakbench, strongreject, xstest.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,

@@ -57,7 +57,7 @@ def package_versions() -> dict[str, str]:
 
 def default_scorers(dataset: Dataset) -> list[str]:
     has_targets = any(r.target is not None for r in dataset.records)
-    return ["match"] if has_targets else ["refusal_patterns"]
+    return ["match"] if has_targets else ["refusal"]
 
 
 def _base_messages(task: TaskConfig, record: Record) -> tuple[Message, ...]:

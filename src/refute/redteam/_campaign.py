@@ -33,7 +33,7 @@ class Campaign:
 def run_campaign(store: Store, model: ModelBackend, *, transforms: list[str] | tuple[str, ...] = DEFAULT_TRANSFORMS,
                  dataset: str = "harmful", limit: int | None = 100,
                  capability_dataset: str | None = "benign-tasks", capability_limit: int | None = 60,
-                 max_tokens: int = 48, capability_max_tokens: int = 24, scorer: str = "refusal_patterns",
+                 max_tokens: int = 48, capability_max_tokens: int = 24, scorer: str = "refusal",
                  seed: int = 0, name: str | None = None, progress: bool = True) -> Campaign:
     """Run the harmful set and the capability control under the same transforms."""
     chains = ["none", *transforms]
