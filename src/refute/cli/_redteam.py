@@ -13,10 +13,10 @@ from refute.cli._common import StoreOption, err, friendly_errors, out, store_fro
 def redteam(
     model: Annotated[str, typer.Option("--model", "-m", help="Model spec under test.")] = "default",
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Harmful requests (built-in name or file).")] = "harmful",
-    transforms: Annotated[str | None, typer.Option("--transforms", help="Comma-separated transform chains (default: 15 cheap ones; see `refute redteam --list`).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Harmful prompts to use.")] = 100,
+    transforms: Annotated[str | None, typer.Option("--transforms", help="Comma-separated transform chains (default: 13 cheap ones of every kind; see `refute redteam --list`).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Harmful prompts to use.")] = 80,
     capability_dataset: Annotated[str, typer.Option(help="Benign tasks with known answers (the capability control); 'none' to skip.")] = "benign-tasks",
-    capability_limit: Annotated[int | None, typer.Option(help="Capability tasks to use.")] = 60,
+    capability_limit: Annotated[int | None, typer.Option(help="Capability tasks to use.")] = 50,
     max_tokens: Annotated[int, typer.Option(help="Most new tokens per reply to a harmful request.")] = 48,
     scorer: Annotated[str, typer.Option(help="Refusal scorer (refusal: measured rules + classifier; refusal_patterns: fast phrases).")] = "refusal",
     seed: Annotated[int, typer.Option(help="Seed for transforms and sampling.")] = 0,

@@ -17,7 +17,7 @@ __all__ = ["DEFAULT_TRANSFORMS", "Campaign", "run_campaign"]
 
 #: Cheap transforms (no model needed), one or more of each kind: what `refute redteam` runs.
 DEFAULT_TRANSFORMS = (
-    "base64", "rot13", "leetspeak", "morse", "reversal", "payload_split", "zero_width",
+    "base64", "rot13", "leetspeak", "reversal", "payload_split",
     "roleplay", "fiction", "research_pretext", "prefix_injection", "refusal_suppression",
     "system_override", "few_shot", "bon",
 )
@@ -31,8 +31,8 @@ class Campaign:
 
 
 def run_campaign(store: Store, model: ModelBackend, *, transforms: list[str] | tuple[str, ...] = DEFAULT_TRANSFORMS,
-                 dataset: str = "harmful", limit: int | None = 100,
-                 capability_dataset: str | None = "benign-tasks", capability_limit: int | None = 60,
+                 dataset: str = "harmful", limit: int | None = 80,
+                 capability_dataset: str | None = "benign-tasks", capability_limit: int | None = 50,
                  max_tokens: int = 48, capability_max_tokens: int = 24, scorer: str = "refusal",
                  seed: int = 0, name: str | None = None, progress: bool = True) -> Campaign:
     """Run the harmful set and the capability control under the same transforms."""
