@@ -35,8 +35,10 @@ def user(text: str) -> tuple[Message, ...]:
 
 def test_public_api_is_pinned():
     assert sorted(redteam.__all__) == [
-        "ChainSpec", "Encoding", "Transform", "TransformChain", "TransformInfo", "TransformKind",
-        "TransformSpec", "get_transform", "list_transforms", "parse_chain", "transform",
+        "BonOutcomes", "BonScaling", "ChainSpec", "Encoding", "GCGResult", "JudgeKind", "Transform",
+        "TransformChain", "TransformInfo", "TransformKind", "TransformSpec", "asr_at_n", "best_of_n",
+        "bon_outcomes", "bon_scaling", "crescendo", "escalation_turn", "fit_power_law", "gcg_attack",
+        "get_transform", "list_transforms", "pair", "parse_chain", "scripted_escalation", "transform",
     ]
 
 

@@ -252,10 +252,12 @@ def _step(active: list[_Slot], models: dict[str, ModelBackend], store: Store, ru
 
     for i, completion, cached in answered:
         advance(i, completion, True)
-    for role, model in models.items():
-        mine = [i for i in misses if active[i].request.role == role]
+    # Group by role before generating: a slot answered by one model may move on to a request for
+    # another in this same step, and must not be answered twice.
+    by_role = {role: [i for i in misses if active[i].request.role == role] for role in models}
+    for role, mine in by_role.items():
         if mine:
-            for j, completion in model.generate([active[i].request for i in mine]):
+            for j, completion in models[role].generate([active[i].request for i in mine]):
                 advance(mine[j], completion, False)
     return still_active
 

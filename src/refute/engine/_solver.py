@@ -52,6 +52,8 @@ def solver(name: str) -> Callable[[Callable[..., Solver]], Callable[..., Solver]
 
 def get_solver(name: str, **args: Any) -> Solver:
     if name not in _SOLVERS:
+        import refute.redteam  # noqa: F401  (registers the attack solvers: crescendo, pair, ...)
+    if name not in _SOLVERS:
         raise ConfigError(f"unknown solver '{name}'; known: {', '.join(sorted(_SOLVERS))}")
     return _SOLVERS[name](**args)
 
