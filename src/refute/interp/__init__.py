@@ -1,0 +1,88 @@
+"""Interpretability that tests causal claims: capture, directions, interventions, causal tests.
+
+Activations are read from local `hf` models (``default``, ``hf:...``, ``gguf:...``) through hooks
+on named sites (``resid_pre.L``, ``resid_post.L``, ``attn_out.L``, ``mlp_out.L``). Directions and
+interventions come back to the engine as model variants, so their behavioural effect is measured
+like any eval, on held-out prompts, against a norm-matched random control, with intervals.
+torch loads only when a function needs it.
+"""
+
+from refute.interp._capture import Activations, ActivationStore, capture, render_prompts
+from refute.interp._causal import CausalConfig, CausalResult, run_causal
+from refute.interp._directions import (
+    Direction,
+    ablate,
+    ablation_hooks,
+    add_direction,
+    addition_hooks,
+    diff_in_means,
+    orthogonalize_weights,
+    random_like,
+    save_orthogonalized,
+)
+from refute.interp._errors import InterpError
+from refute.interp._patching import PatchResult, patch_sweep
+from refute.interp._probes import (
+    LayerSweep,
+    Probe,
+    auroc,
+    evaluate_probe,
+    fit_probe,
+    layer_sweep,
+    split_indices,
+)
+from refute.interp._sae import (
+    SAEConfig,
+    SAEMetrics,
+    ce_loss_recovered,
+    feature_hooks,
+    sae_metrics,
+    top_contexts,
+    train_sae,
+)
+from refute.interp._sites import Site, all_sites, find_layers, hooks, parse_site
+from refute.interp._variant import Variant, ablated, steered
+
+__all__ = [
+    "ActivationStore",
+    "Activations",
+    "CausalConfig",
+    "CausalResult",
+    "Direction",
+    "InterpError",
+    "LayerSweep",
+    "PatchResult",
+    "Probe",
+    "SAEConfig",
+    "SAEMetrics",
+    "Site",
+    "Variant",
+    "ablate",
+    "ablated",
+    "ablation_hooks",
+    "add_direction",
+    "addition_hooks",
+    "all_sites",
+    "auroc",
+    "capture",
+    "ce_loss_recovered",
+    "diff_in_means",
+    "evaluate_probe",
+    "feature_hooks",
+    "find_layers",
+    "fit_probe",
+    "hooks",
+    "layer_sweep",
+    "orthogonalize_weights",
+    "parse_site",
+    "patch_sweep",
+    "random_like",
+    "render_prompts",
+    "run_causal",
+    "sae_metrics",
+    "save_orthogonalized",
+    "split_indices",
+    "steered",
+    "top_contexts",
+    "train_sae",
+]

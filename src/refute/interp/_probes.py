@@ -1,0 +1,255 @@
+"""Linear probes on captured activations, with intervals, splits and a layer sweep.
+
+* ``logistic``: L2-regularized logistic regression (full-batch L-BFGS on standardized features);
+  the regularization strength is chosen on the validation split.
+* ``diff_means``: project onto the difference of class means; threshold at the midpoint
+  (the probe that needs no fitting, and the one a difference-in-means direction implies).
+
+Metrics are AUROC (Mann-Whitney) and accuracy, each with a percentile bootstrap interval over
+examples, on the test split and on any out-of-distribution sets. A probe that separates classes is
+a correlational finding; `refute.interp.run_causal` is how a direction earns a causal claim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from refute.interp._errors import InterpError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+__all__ = [
+    "Probe",
+    "ProbeKind",
+    "ProbeMetrics",
+    "auroc",
+    "evaluate_probe",
+    "fit_probe",
+    "layer_sweep",
+    "split_indices",
+]
+
+ProbeKind = Literal["logistic", "diff_means"]
+
+
+def split_indices(n: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+                  seed: int = 0) -> dict[str, Any]:
+    """A seeded permutation of ``range(n)`` cut into train / val / test index arrays."""
+    import numpy as np
+
+    if abs(sum(fractions) - 1.0) > 1e-9:
+        raise InterpError(f"split fractions {fractions} must sum to 1")
+    perm = np.random.default_rng(seed).permutation(n)
+    a = round(fractions[0] * n)
+    b = a + round(fractions[1] * n)
+    return {"train": perm[:a], "val": perm[a:b], "test": perm[b:]}
+
+
+def auroc(scores: Any, labels: Any) -> float:
+    """Area under the ROC curve (ties count one half)."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float
+    low: float
+    high: float
+    method: str = "bootstrap-percentile"
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+@dataclass(frozen=True)
+class ProbeMetrics:
+    """AUROC and accuracy on one split, each with a 95% bootstrap interval."""
+
+    split: str
+    n: int
+    auroc: Interval
+    accuracy: Interval
+
+
+@dataclass
+class Probe:
+    """A fitted linear probe: ``score(x) = (x - mean) / std . w + b``; class 1 when ``score > 0``."""
+
+    kind: ProbeKind
+    weight: torch.Tensor  # (D,)
+    bias: float
+    mean: torch.Tensor  # (D,)
+    std: torch.Tensor  # (D,)
+    l2: float = 0.0
+    metrics: dict[str, ProbeMetrics] = field(default_factory=dict)
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.float() - self.mean) / self.std) @ self.weight + self.bias
+
+
+def _fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, steps: int = 100) -> tuple[torch.Tensor, float]:
+    import torch
+
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y) + l2 * (w @ w)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w.detach(), float(b.detach())
+
+
+def fit_probe(x_train: torch.Tensor, y_train: Sequence[int] | torch.Tensor, *, kind: ProbeKind = "logistic",
+              x_val: torch.Tensor | None = None, y_val: Sequence[int] | torch.Tensor | None = None,
+              l2_grid: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0)) -> Probe:
+    """Fit a probe on ``(N, D)`` activations; ``l2`` is chosen by validation AUROC when val is given."""
+    import torch
+
+    x = x_train.float()
+    y = torch.as_tensor(y_train, dtype=torch.float32)
+    if set(y.unique().tolist()) != {0.0, 1.0}:
+        raise InterpError("a probe needs training examples of both classes (labels 0 and 1)")
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    z = (x - mean) / std
+    if kind == "diff_means":
+        w = z[y == 1].mean(0) - z[y == 0].mean(0)
+        w = w / w.norm().clamp_min(1e-12)
+        mid = 0.5 * (z[y == 1].mean(0) + z[y == 0].mean(0)) @ w
+        return Probe(kind, w, float(-mid), mean, std)
+    if kind != "logistic":
+        raise InterpError(f"unknown probe kind '{kind}': use logistic or diff_means")
+    best: Probe | None = None
+    best_auc = -1.0
+    grid = l2_grid if x_val is not None and y_val is not None else l2_grid[1:2]
+    for l2 in grid:
+        w, b = _fit_logistic(z, y, l2)
+        probe = Probe(kind, w, b, mean, std, l2)
+        if x_val is None or y_val is None:
+            return probe
+        auc = auroc(probe.score(x_val).numpy(), torch.as_tensor(y_val).numpy())
+        if auc > best_auc:
+            best, best_auc = probe, auc
+    if best is None:
+        raise InterpError("no L2 strength to try: l2_grid is empty")
+    return best
+
+
+def _boot(stat: Any, scores: np.ndarray, labels: np.ndarray, seed: int, n_boot: int) -> Interval:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    vals = []
+    for _ in range(n_boot):
+        i = rng.integers(0, n, n)
+        v = stat(scores[i], labels[i])
+        if not math.isnan(v):
+            vals.append(v)
+    value = stat(scores, labels)
+    if not vals:
+        return Interval(value, float("nan"), float("nan"))
+    return Interval(value, float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975)))
+
+
+def evaluate_probe(probe: Probe, x: torch.Tensor, y: Sequence[int] | torch.Tensor, split: str = "test",
+                   *, seed: int = 0, n_boot: int = 1000) -> ProbeMetrics:
+    """AUROC and accuracy with bootstrap intervals; stored in ``probe.metrics[split]``."""
+    import torch
+
+    s = probe.score(x).detach().numpy()
+    labels = torch.as_tensor(y).numpy().astype(int)
+    acc = lambda sc, lb: float(((sc > 0).astype(int) == lb).mean())
+    m = ProbeMetrics(split, len(labels), _boot(auroc, s, labels, seed, n_boot),
+                     _boot(acc, s, labels, seed + 1, n_boot))
+    probe.metrics[split] = m
+    return m
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    site: str
+    kind: str
+    metrics: dict[str, ProbeMetrics]
+
+
+@dataclass
+class LayerSweep:
+    """A probe per site; `to_markdown` for a table, `plot` for test AUROC by layer."""
+
+    rows: list[SweepRow]
+
+    def to_markdown(self) -> str:
+        splits = list(self.rows[0].metrics) if self.rows else []
+        lines = ["| site | " + " | ".join(f"{s} AUROC | {s} accuracy" for s in splits) + " |",
+                 "|---" * (1 + 2 * len(splits)) + "|"]
+        for r in self.rows:
+            cells = " | ".join(f"{r.metrics[s].auroc} | {r.metrics[s].accuracy}" for s in splits)
+            lines.append(f"| {r.site} | {cells} |")
+        return "\n".join(lines)
+
+    def plot(self, path: str | Path, split: str = "test") -> Path:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise InterpError("plotting needs matplotlib: pip install matplotlib") from exc
+        xs = list(range(len(self.rows)))
+        m = [r.metrics[split].auroc for r in self.rows]
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.plot(xs, [v.value for v in m], marker="o")
+        ax.fill_between(xs, [v.low for v in m], [v.high for v in m], alpha=0.3)
+        ax.set_xticks(xs, [r.site for r in self.rows], rotation=90)
+        ax.set_ylabel(f"{split} AUROC (95% CI)")
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        return Path(path)
+
+
+def layer_sweep(acts: Mapping[str, torch.Tensor], labels: Sequence[int], *, kind: ProbeKind = "logistic",
+                splits: Mapping[str, Any] | None = None, ood: Mapping[str, tuple[Mapping[str, torch.Tensor], Sequence[int]]] | None = None,
+                seed: int = 0, n_boot: int = 1000) -> LayerSweep:
+    """Fit a probe per site on ``acts[site]`` (``(N, D)`` or ``(N, 1, D)``); evaluate on test and OOD.
+
+    ``splits`` maps train/val/test to index arrays (default: `split_indices` 60/20/20);
+    ``ood[name] = (acts_by_site, labels)`` are extra evaluation sets from another distribution.
+    """
+    import torch
+
+    y = torch.as_tensor(list(labels))
+    idx = splits or split_indices(len(y), seed=seed)
+    rows = []
+    for site, x in acts.items():
+        x2 = x.reshape(x.shape[0], -1).float() if x.dim() == 3 and x.shape[1] == 1 else x.float()
+        if x2.dim() != 2:
+            raise InterpError(f"site {site}: probes take one position per prompt, got shape {tuple(x.shape)}")
+        probe = fit_probe(x2[idx["train"]], y[idx["train"]], kind=kind, x_val=x2[idx["val"]], y_val=y[idx["val"]])
+        evaluate_probe(probe, x2[idx["test"]], y[idx["test"]], "test", seed=seed, n_boot=n_boot)
+        for name, (ood_acts, ood_y) in (ood or {}).items():
+            xo = ood_acts[site]
+            xo = xo.reshape(xo.shape[0], -1) if xo.dim() == 3 else xo
+            evaluate_probe(probe, xo, list(ood_y), name, seed=seed, n_boot=n_boot)
+        rows.append(SweepRow(site, kind, dict(probe.metrics)))
+    return LayerSweep(rows)
