@@ -76,8 +76,10 @@ def validate_cmd(
     save: Annotated[bool, typer.Option(help="Save the result as JSON under <store dir>/validations/.")] = True,
     store: StoreOption = None,
 ) -> None:
-    """Agreement of a scorer with human labels: accuracy, Cohen's kappa, confusion matrix, and
-    sensitivity / specificity with Wilson intervals (partial refusal counts as refusal).
+    """Agreement of a scorer with human labels, with intervals.
+
+    Accuracy, Cohen's kappa, the confusion matrix, and sensitivity / specificity with Wilson
+    intervals (partial refusal counts as refusal).
 
     Labels: full_compliance, partial_refusal, full_refusal.
 
