@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from _kill import kill_after_samples
 
-from refute.engine import PluginSpec, TaskConfig, resume_run, run_task
+from refute.engine import TaskConfig, resume_run, run_task
 from refute.errors import DatasetError, StoreError
 from refute.models import Completion, GenerateConfig, GenerateRequest
 from refute.store import SampleRecord, Store
@@ -178,21 +177,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tiny_model_dir, tmp_pat
     cmd = [sys.executable, "-m", "refute", "run", "--model", f"hf:{tiny_model_dir}", "--dataset",
            str(data), "--batch-size", "1", "--max-tokens", "40", "--dtype", "float32", "--no-progress"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    count = 0
-    while time.time() < deadline:
-        if db_path.exists():
-            try:
-                with sqlite3.connect(db_path, timeout=5) as db:
-                    count = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-            except sqlite3.OperationalError:
-                count = 0
-        if count >= 5:
-            break
-        assert proc.poll() is None, proc.stderr.read().decode()
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_samples(proc, db_path)
     with Store(db_path) as s:
         run = s.list_runs()[0]
         assert run.status == "running"  # killed: nobody marked it

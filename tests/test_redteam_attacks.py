@@ -10,18 +10,15 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _kill import kill_after_samples
 
 from refute.engine import PluginSpec, TaskConfig, resume_run, run_task
 from refute.errors import ConfigError
@@ -321,20 +318,7 @@ def test_pair_run_killed_with_sigkill_resumes_without_loss_or_duplicates(tiny_mo
     script.write_text(_KILL_SCRIPT.format(tests=str(TESTS), model=str(tiny_model_dir), data=str(data),
                                           db=str(db_path)))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline, count = time.time() + 120, 0
-    while time.time() < deadline:
-        if db_path.exists():
-            try:
-                with sqlite3.connect(db_path, timeout=5) as db:
-                    count = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-            except sqlite3.OperationalError:
-                count = 0
-        if count >= 5:
-            break
-        assert proc.poll() is None, proc.stderr.read().decode()
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_samples(proc, db_path)
     with Store(db_path) as s:
         run = s.list_runs()[0]
         assert run.status == "running"  # killed: nobody marked it
