@@ -5,11 +5,14 @@ from __future__ import annotations
 import typer
 
 from refute.cli._demo import demo
+from refute.cli._interp import interp_app
+from refute.cli._judge import judge_app, score
 from refute.cli._models import models_app
 from refute.cli._redteam import redteam
 from refute.cli._run import run
 from refute.cli._runs import export, runs_app
 from refute.cli._stats import compare, plan
+from refute.cli._study import gate, report, study_app
 
 app = typer.Typer(
     name="refute",
@@ -27,6 +30,12 @@ app.command("compare")(compare)
 app.command("plan")(plan)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
+app.add_typer(judge_app, name="judge")
+app.add_typer(interp_app, name="interp")
+app.command("score")(score)
+app.add_typer(study_app, name="study")
+app.command("gate")(gate)
+app.command("report")(report)
 
 
 def main() -> None:

@@ -1,0 +1,289 @@
+"""Everything a report shows, gathered once from the store: the HTML and Markdown writers only lay
+it out.
+
+A report is built from a study (its stored result names its runs) or from a single run. Numbers
+are recomputed from the stored samples, the store being the source of truth; the gate decision is
+the one stored with the study's result unless another policy is given.
+
+Dual-use care: replies to harmful requests are redacted unless ``unredacted`` is set, and a
+transformed (attack) prompt is shown only by its transform chain and the sha256 of its text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from refute.errors import ConfigError
+from refute.report._sections import Findings, ScopeFacts, findings
+from refute.report._summary import RunSummary, primary_scorer, summarize_run
+from refute.store import RunRecord, SampleRecord, Store
+from refute.study._measures import (
+    Calibration,
+    Measurement,
+    ThresholdVerdict,
+    study_gap,
+)
+from refute.study._spec import BENIGN_DATASETS, Better, LoadedStudy, MeasureSpec
+
+if TYPE_CHECKING:
+    from refute.gate import GateDecision
+    from refute.redteam._gap import RobustnessGap
+    from refute.study._run import StudyResult
+
+__all__ = ["Example", "ReportDoc", "RunView", "build_report", "run_report", "study_report"]
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One stored run as the report names it."""
+
+    label: str
+    run: RunRecord
+    dataset: str
+    harmful: bool
+    condition: str
+    role: Literal["eval", "redteam", "capability", "other"]
+    description: str | None
+    summary: RunSummary | None
+    n_ok: int
+    n_failed: int
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class Example:
+    """One sample as the report may show it."""
+
+    run_label: str
+    prompt_id: str
+    category: str
+    chain: str
+    system: str | None
+    prompt: str | None  # None: hidden (an attack prompt); see prompt_sha
+    prompt_sha: str
+    reply: str | None  # None: redacted
+    reply_chars: int
+    outcome: str
+
+
+@dataclass(frozen=True)
+class ReportDoc:
+    """The content of a report, ready to lay out."""
+
+    title: str
+    source: Literal["study", "run"]
+    generated_at: str
+    refute_version: str
+    runs: list[RunView]
+    measurements: dict[str, Measurement | None]
+    verdicts: list[ThresholdVerdict]
+    gaps: list[tuple[str, RobustnessGap]]
+    calibration: Calibration | None
+    gate: GateDecision | None
+    findings: Findings
+    examples: list[Example]
+    unredacted: bool
+    study: LoadedStudy | None = None
+    result: StudyResult | None = None
+    edits: list[str] = field(default_factory=list)
+    policy_text: str | None = None
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(f"{v.run.model_spec}" + (f" ({v.run.model_revision})" if v.run.model_revision else "")
+                                  for v in self.runs))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _outcome(scorer: str | None, value: float | None) -> str:
+    if value is None:
+        return "unscored"
+    if scorer == "match":
+        return "correct" if value >= 0.5 else "wrong"
+    return "refused" if value >= 0.5 else "complied"
+
+
+def _examples(store: Store, view: RunView, unredacted: bool, per_kind: int = 2) -> list[Example]:
+    scorer = view.summary.scorer if view.summary else None
+    values = {s.sample_id: s.value for s in store.scores(view.run.id, scorer)} if scorer else {}
+    by_outcome: dict[tuple[bool, str], list[SampleRecord]] = {}
+    for s in store.samples(view.run.id, include_errors=False):
+        key = (s.transform_chain != "none", _outcome(scorer, values.get(s.id)))
+        by_outcome.setdefault(key, []).append(s)
+    wanted = ([(False, "complied"), (False, "refused"), (True, "complied")] if view.harmful
+              else [(False, "refused"), (False, "complied"), (False, "wrong"), (False, "correct")])
+    out = []
+    for key in wanted:
+        for s in by_outcome.get(key, [])[:per_kind]:
+            users = [m["content"] for m in s.messages if m.get("role") == "user"]
+            systems = [m["content"] for m in s.messages if m.get("role") == "system"]
+            prompt = users[-1] if users else ""
+            hidden = s.transform_chain != "none" and not unredacted
+            reply = s.completion or ""
+            out.append(Example(view.label, s.prompt_id, s.category, s.transform_chain,
+                               systems[0] if systems else None, None if hidden else prompt, _sha(prompt),
+                               None if (view.harmful and not unredacted) else reply, len(reply),
+                               _outcome(scorer, values.get(s.id))))
+    return out
+
+
+def _view(store: Store, label: str, run_id: str, dataset: str, harmful: bool, condition: str,
+          description: str | None, reused: bool = False) -> RunView:
+    run = store.get_run(run_id)
+    ok, bad = store.sample_counts(run.id)
+    role = run.kind if run.kind in ("eval", "redteam", "capability") else "other"
+    return RunView(label, run, dataset, harmful, condition, role, description,  # type: ignore[arg-type]
+                   summarize_run(store, run.id), ok, bad, reused)
+
+
+def _scope(views: list[RunView]) -> ScopeFacts:
+    transforms: list[str] = []
+    prompts: dict[str, int] = {}  # dataset -> most prompts of any canonical run on it
+    greedy = True
+    for v in views:
+        cfg = v.run.config
+        transforms += [t for t in cfg.get("transforms", []) if t != "none" and t not in transforms]
+        if (cfg.get("generate") or {}).get("temperature", 0.0) > 0 or cfg.get("epochs", 1) > 1:
+            greedy = False
+        chain = next((c for c in v.summary.chains if c.chain == "none"), None) if v.summary else None
+        overall = next((r.estimate.n_prompts for r in chain.rows if r.overall), 0) if chain else 0
+        prompts[v.dataset] = max(prompts.get(v.dataset, 0), overall)
+    solvers = sorted({(v.run.config.get("solver") or {}).get("name", "single_turn") for v in views})
+    return ScopeFacts(list(prompts), sum(prompts.values()), transforms, greedy,
+                      sum(v.n_failed for v in views), solvers)
+
+
+def _edits(store: Store, study: LoadedStudy) -> list[str]:
+    from refute.study._run import earlier_versions
+
+    out = []
+    mine = [(t.measure, str(t.safe_if)) for t in study.spec.thresholds]
+    for old in earlier_versions(store, study.spec.id, study.sha256):
+        try:
+            from refute.study._spec import study_from_text
+
+            theirs = [(t.measure, str(t.safe_if)) for t in study_from_text(old.text, old.path).spec.thresholds]
+        except ConfigError:
+            theirs = []
+        changed = sorted(set(theirs) ^ set(mine))
+        what = ("its thresholds differed: " + "; ".join(
+            f"{'was' if c in theirs else 'now'} {c[0]} {c[1]}" for c in changed)) if changed else \
+            "its thresholds were the same (other text changed)"
+        out.append(f"An earlier version of this study (sha256 {old.hash12}, first run "
+                   f"{old.first_created_at}) has stored results; {what}.")
+    return out
+
+
+def study_report(store: Store, study: LoadedStudy, result: StudyResult, *, unredacted: bool = False,
+                 policy: Path | None = None) -> ReportDoc:
+    """The report of a study from its stored result and the store's samples."""
+    from refute import __version__
+    from refute.gate import GateDecision, decide, load_policy
+    from refute.study._run import study_measurements
+
+    refs = result.run_refs()
+    missing = [r.id for r in study.spec.runs if r.id not in refs]
+    if missing:
+        raise ConfigError(f"study result {result.hash12} has no runs for {', '.join(missing)}; "
+                          f"run `refute study run {study.path}` again")
+    views: list[RunView] = []
+    gaps: list[tuple[str, RobustnessGap]] = []
+    for spec in study.spec.runs:
+        ref = refs[spec.id]
+        views.append(_view(store, spec.id, ref.run_id, spec.dataset, spec.harmful, spec.condition_label,
+                           spec.description, ref.reused))
+        if spec.type == "robustness_gap":
+            if ref.capability_run_id:
+                views.append(_view(store, f"{spec.id} (capability control)", ref.capability_run_id,
+                                   spec.capability_dataset or "benign-tasks", False, spec.condition_label,
+                                   "benign tasks with known answers under the same transforms", ref.reused))
+            gaps.append((spec.id, study_gap(store, ref)))
+    calibration = Calibration.from_dict(result.calibration) if result.calibration else None
+    measurements = study_measurements(store, study, refs, calibration)
+    from refute.study._measures import judge_threshold
+
+    verdicts = [judge_threshold(t.safe_if, measurements.get(t.measure), t.measure, t.rationale)
+                for t in study.spec.thresholds]
+    gate = None
+    policy_text = result.policy_text
+    if policy is not None:
+        loaded = load_policy(policy)
+        loaded.check_measures(list(study.spec.measures), study.path)
+        gate, policy_text = decide(loaded, measurements), loaded.doc.text
+    elif result.gate is not None:
+        gate = GateDecision.from_dict(result.gate)
+    found = findings(measurements, verdicts, gaps, calibration, gate, _scope(views))
+    examples = [e for v in views if v.role != "capability" for e in _examples(store, v, unredacted)]
+    return ReportDoc(study.spec.title, "study", _now(), __version__, views, measurements, verdicts, gaps,
+                     calibration, gate, found, examples, unredacted, study, result, _edits(store, study),
+                     policy_text)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _run_measures(view: RunView) -> dict[str, Measurement | None]:
+    """A run alone has no pre-registered measures: one per chain, overall, for the findings."""
+    out: dict[str, Measurement | None] = {}
+    s = view.summary
+    if s is None:
+        return out
+    refusal = s.scorer != "match"
+    for chain in s.chains:
+        row = next(r for r in chain.rows if r.overall)
+        e = row.estimate
+        what = ("refusal of " + ("harmful" if view.harmful else "safe") + " requests") if refusal else "accuracy"
+        where = "" if chain.chain == "none" else f" under {chain.chain}"
+        better: Better = "higher" if (not refusal or view.harmful) else "lower"
+        spec = MeasureSpec(run="run", statistic="refusal" if refusal else "accuracy", better=better,
+                           description=what + where, chain=chain.chain)
+        out[f"{chain.chain}"] = Measurement(spec.description, spec.description, spec.statistic, better,
+                                            e.value, e.low, e.high, e.confidence, e.method, e.n_prompts,
+                                            e.n_samples, view.run.id, chain.chain, s.scorer)
+    return out
+
+
+def run_report(store: Store, run_id: str, *, unredacted: bool = False) -> ReportDoc:
+    """The report of one stored run: its rates, and its robustness gap when it has transforms."""
+    from refute import __version__
+    from refute.redteam._gap import robustness_gap
+
+    run = store.get_run(run_id)
+    harmful = not any(run.dataset_name.startswith(b) for b in BENIGN_DATASETS)
+    view = _view(store, run.name or run.id, run.id, run.dataset_name, harmful, "baseline", None)
+    gaps = []
+    views = [view]
+    scorer = primary_scorer(store, run.id)
+    chains = [c for c in run.config.get("transforms", []) if c != "none"]
+    if chains and scorer not in (None, "match"):
+        # a study's robustness_gap run has its capability control stored as "<name>:capability"
+        control = next((r for r in store.list_runs() if run.name and r.name == f"{run.name}:capability"), None)
+        if control is not None:
+            views.append(_view(store, f"{view.label} (capability control)", control.id, control.dataset_name,
+                               False, "baseline", "benign tasks with known answers under the same transforms"))
+        gaps.append((run.name or run.id, robustness_gap(store, run.id, control.id if control else None)))
+    measurements = _run_measures(view)
+    found = findings(measurements, [], gaps, None, None, _scope(views))
+    return ReportDoc(f"Run {run.id}: {run.dataset_name} on {run.model_spec}", "run", _now(), __version__,
+                     views, measurements, [], gaps, None, None, found, _examples(store, view, unredacted),
+                     unredacted)
+
+
+def build_report(store: Store, target: str, *, unredacted: bool = False,
+                 policy: Path | None = None) -> ReportDoc:
+    """A report of ``target``: a study file, a study hash (prefix) or a run id (prefix)."""
+    from refute.study._run import find_result, resolve_study
+
+    path = Path(target)
+    if path.suffix.lower() in (".yaml", ".yml") or path.is_file() or find_result(store, target) is not None:
+        study, result = resolve_study(store, target)
+        return study_report(store, study, result, unredacted=unredacted, policy=policy)
+    return run_report(store, target, unredacted=unredacted)

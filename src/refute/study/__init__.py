@@ -1,0 +1,82 @@
+"""Studies: a safety question, its threat model, a claim, pre-registered thresholds, and the runs
+and measures that answer it, run end to end with `run_study` (``refute study run STUDY.yaml``).
+
+A study file is YAML validated by pydantic; a malformed one raises `SpecFileError` naming the file,
+the line and the field, and nothing runs. Results are stored with the file's sha256 (see
+`refute.study._run` for where), so an edit made after the data was seen is visible.
+"""
+
+from pathlib import Path
+
+from refute.study._measures import (
+    Calibration,
+    Measurement,
+    RunRef,
+    ThresholdVerdict,
+    Verdict,
+    compute_measure,
+    judge_threshold,
+)
+from refute.study._run import (
+    StudyResult,
+    earlier_versions,
+    find_result,
+    gate_study,
+    load_result,
+    resolve_study,
+    result_path,
+    run_study,
+    study_measurements,
+)
+from refute.study._spec import (
+    CalibrationSpec,
+    Limit,
+    LoadedStudy,
+    MeasureSpec,
+    RunSpec,
+    StudySpec,
+    ThresholdSpec,
+    load_study,
+    study_from_text,
+)
+from refute.study._yaml import Issue, SpecFileError
+
+EXAMPLES = "examples"
+"""Folder (inside this package) of the example study and policy that `refute demo` runs."""
+
+__all__ = [
+    "EXAMPLES",
+    "Calibration",
+    "CalibrationSpec",
+    "Issue",
+    "Limit",
+    "LoadedStudy",
+    "MeasureSpec",
+    "Measurement",
+    "RunRef",
+    "RunSpec",
+    "SpecFileError",
+    "StudyResult",
+    "StudySpec",
+    "ThresholdSpec",
+    "ThresholdVerdict",
+    "Verdict",
+    "compute_measure",
+    "earlier_versions",
+    "example_path",
+    "find_result",
+    "gate_study",
+    "judge_threshold",
+    "load_result",
+    "load_study",
+    "resolve_study",
+    "result_path",
+    "run_study",
+    "study_from_text",
+    "study_measurements",
+]
+
+
+def example_path(name: str) -> Path:
+    """The path of a shipped example: ``refusal-study.yaml`` or ``deployment-policy.yaml``."""
+    return Path(__file__).parent / EXAMPLES / name

@@ -1,0 +1,367 @@
+"""Run a study end to end: its runs through the engine, its measures, thresholds and gate decision.
+
+Where results are kept (no change to the store's schema):
+
+* every engine run is named ``study:<hash12>:<run id>`` (``...:<run id>:capability`` for the
+  capability control of a robustness_gap), where ``hash12`` is the first 12 hex characters of
+  the sha256 of the study file's text;
+* the study's result, a `StudyResult` with the study's full text, its sha256, the ids of its
+  runs, the measures, threshold verdicts and gate decision, is written as JSON to
+  ``<store dir>/studies/<hash12>.json`` (next to ``refute.db``).
+
+Stored samples are reused twice over: a completed run with the identical configuration on the same
+embedded model (weights pinned by hash) and the same dataset content is reused as it is, so a
+rerun loads no model at all; any other identical request is answered from the engine's cache.
+Editing any byte of the study (a threshold, say) gives it a new hash and a new result file; the
+old result stays, and `earlier_versions` finds it, so a change made after seeing the data shows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from refute.engine import PluginSpec, TaskConfig, run_task
+from refute.errors import ConfigError
+from refute.models import GenerateConfig, ModelBackend
+from refute.store import RunRecord, Store
+from refute.study._measures import (
+    Calibration,
+    Measurement,
+    RunRef,
+    ThresholdVerdict,
+    compute_measure,
+    judge_threshold,
+)
+from refute.study._spec import LoadedStudy, RunSpec
+
+if TYPE_CHECKING:
+    from refute.gate import GateDecision, LoadedPolicy
+
+__all__ = ["StudyResult", "earlier_versions", "find_result", "gate_study", "load_result", "resolve_study",
+           "result_path", "results_dir", "run_study", "study_measurements"]
+
+RESULT_VERSION = 1
+
+
+class StudyResult(BaseModel):
+    """What a study run produced; saved as ``<store dir>/studies/<hash12>.json``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int = Field(RESULT_VERSION, description="Schema version of this record.")
+    study_id: str = Field(description="The study's id field (stable across edits).")
+    title: str = Field(description="The study's title.")
+    sha256: str = Field(description="SHA-256 of the study file's text.")
+    path: str = Field(description="Where the study file was read from.")
+    text: str = Field(description="The study file's full text, as run.")
+    created_at: str = Field(description="UTC ISO-8601 time the result was written.")
+    first_created_at: str = Field(description="When a result of this exact text was first written.")
+    refute_version: str = Field(description="refute's version.")
+    runs: dict[str, dict[str, Any]] = Field(description="Study run id -> RunRef (stored run ids, reused or not).")
+    calibration: dict[str, Any] | None = Field(None, description="The judge's measured error, if any.")
+    measures: dict[str, dict[str, Any] | None] = Field(description="Measure name -> Measurement (None: no data).")
+    thresholds: list[dict[str, Any]] = Field(description="ThresholdVerdict of each pre-registered threshold.")
+    gate: dict[str, Any] | None = Field(None, description="GateDecision of the study's policy, if it names one.")
+    policy_text: str | None = Field(None, description="The policy file's text, as applied.")
+
+    @property
+    def hash12(self) -> str:
+        return self.sha256[:12]
+
+    def run_refs(self) -> dict[str, RunRef]:
+        return {k: RunRef(**v) for k, v in self.runs.items()}
+
+    def measurements(self) -> dict[str, Measurement | None]:
+        return {k: (Measurement.from_dict(v) if v else None) for k, v in self.measures.items()}
+
+    def verdicts(self) -> list[ThresholdVerdict]:
+        return [ThresholdVerdict.from_dict(t) for t in self.thresholds]
+
+
+def results_dir(store: Store) -> Path:
+    return Path(store.path).parent / "studies"
+
+
+def result_path(store: Store, sha256: str) -> Path:
+    return results_dir(store) / f"{sha256[:12]}.json"
+
+
+def load_result(path: Path) -> StudyResult:
+    try:
+        return StudyResult.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable study result ({exc})") from exc
+
+
+def find_result(store: Store, sha_or_prefix: str) -> StudyResult | None:
+    """The stored result of the study version with this sha256 (or a unique prefix of 4+)."""
+    folder = results_dir(store)
+    if len(sha_or_prefix) < 4 or not re.fullmatch(r"[0-9a-f]+", sha_or_prefix) or not folder.is_dir():
+        return None
+    found = sorted(folder.glob(f"{sha_or_prefix[:12]}*.json"))
+    if len(found) > 1:
+        raise ConfigError(f"study hash prefix '{sha_or_prefix}' is ambiguous "
+                          f"({', '.join(p.stem for p in found)}); give more characters")
+    return load_result(found[0]) if found else None
+
+
+def earlier_versions(store: Store, study_id: str, sha256: str) -> list[StudyResult]:
+    """Results of other versions (other text) of the same study id, oldest first."""
+    folder = results_dir(store)
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in folder.glob("*.json"):
+        try:
+            r = load_result(p)
+        except ConfigError:
+            continue
+        if r.study_id == study_id and r.sha256 != sha256:
+            out.append(r)
+    return sorted(out, key=lambda r: r.first_created_at)
+
+
+def resolve_study(store: Store, target: str, *, check: Callable[[LoadedStudy], None] | None = None
+                  ) -> tuple[LoadedStudy, StudyResult]:
+    """A study and its stored result, from a study file or a study hash (prefix). ``check`` runs
+    on the study before its result is looked up (a policy's measures, say)."""
+    from refute.study._spec import load_study, study_from_text
+
+    path = Path(target)
+    if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
+        study = load_study(path)
+        if check is not None:
+            check(study)
+        rp = result_path(store, study.sha256)
+        if not rp.is_file():
+            older = earlier_versions(store, study.spec.id, study.sha256)
+            hint = (f"; results exist for earlier versions of it ({', '.join(o.hash12 for o in older)}): "
+                    "`refute report HASH` reports one" if older else "")
+            raise ConfigError(f"{path}: no stored results for this version of the study (sha256 "
+                              f"{study.hash12}) in {store.path}; run `refute study run {path}` first{hint}")
+        return study, load_result(rp)
+    result = find_result(store, target)
+    if result is None:
+        raise ConfigError(f"no study file or stored study result '{target}' (results live in "
+                          f"{results_dir(store)})")
+    study = study_from_text(result.text, result.path)
+    if check is not None:
+        check(study)
+    return study, result
+
+
+def gate_study(store: Store, policy: LoadedPolicy, target: str) -> GateDecision:
+    """Apply ``policy`` to the measures of a stored study (file or hash), recomputed from the store."""
+    from refute.gate import decide
+
+    study, result = resolve_study(
+        store, target, check=lambda s: policy.check_measures(list(s.spec.measures), s.path))
+    cal = Calibration.from_dict(result.calibration) if result.calibration else None
+    return decide(policy, study_measurements(store, study, result.run_refs(), cal))
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+class _Models:
+    """Backends loaded on first use, one per spec, closed at the end."""
+
+    def __init__(self, given: ModelBackend | None, on_event: Callable[[str], None]) -> None:
+        self._given, self._say = given, on_event
+        self._loaded: dict[str, ModelBackend] = {}
+
+    def get(self, spec: str) -> ModelBackend:
+        if self._given is not None:
+            return self._given
+        if spec not in self._loaded:
+            from refute.models import load_model, parse_spec, prepare_embedded
+
+            if parse_spec(spec).kind == "embedded":
+                self._say(f"preparing the embedded model '{spec}' (first time: about a minute)")
+                prepare_embedded(spec)
+            self._say(f"loading model '{spec}'")
+            self._loaded[spec] = load_model(spec)
+        return self._loaded[spec]
+
+    def close(self) -> None:
+        for backend in self._loaded.values():
+            backend.close()
+
+
+def _balanced(store: Store, dataset: str, per_category: int) -> str:
+    """A JSONL file of the first ``per_category`` records of every category (written once)."""
+    from refute.datasets import load_dataset
+
+    full = load_dataset(dataset)
+    taken: dict[str, int] = {}
+    rows = []
+    for r in full.records:
+        if taken.get(r.category, 0) < per_category:
+            taken[r.category] = taken.get(r.category, 0) + 1
+            rows.append(json.dumps(r.model_dump(mode="json", exclude_none=True), ensure_ascii=False, sort_keys=True))
+    text = "\n".join(rows) + "\n"
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(full.name).stem)
+    folder = Path(store.path).parent / "datasets"
+    path = folder / f"{stem}-{per_category}-per-category.jsonl"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    return str(path)
+
+
+def _dataset(store: Store, study: LoadedStudy, name: str, per_category: int | None) -> str:
+    resolved = study.resolve_dataset(name)
+    return resolved if per_category is None else _balanced(store, resolved, per_category)
+
+
+def _tasks(store: Store, study: LoadedStudy, run: RunSpec) -> list[tuple[str, str, TaskConfig]]:
+    """(name suffix, kind, task) of each engine run a study run needs."""
+    chains = ["none", *run.transforms]
+    scorers = [PluginSpec(name=s) for s in run.scorers] if run.scorers else None
+    if run.type == "robustness_gap" and scorers is None:
+        scorers = [PluginSpec(name="refusal_patterns")]
+    main = TaskConfig(
+        dataset=_dataset(store, study, run.dataset, run.per_category), limit=run.limit,
+        epochs=run.epochs, system=run.system, template=run.template, seed=run.seed,
+        generate=GenerateConfig(max_tokens=run.max_tokens, temperature=run.temperature),
+        scorers=scorers, transforms=chains,
+    )
+    if run.type == "eval":
+        return [("", "eval", main)]
+    cap_limit = run.capability_limit if (run.capability_limit or run.capability_per_category) else 60
+    cap = TaskConfig(
+        dataset=_dataset(store, study, run.capability_dataset or "benign-tasks", run.capability_per_category),
+        limit=cap_limit, epochs=run.epochs, system=run.system, template=run.template, seed=run.seed,
+        generate=GenerateConfig(max_tokens=run.capability_max_tokens or 24, temperature=run.temperature),
+        scorers=[PluginSpec(name="match")], transforms=chains,
+    )
+    return [("", "redteam", main), (":capability", "capability", cap)]
+
+
+def _reusable(store: Store, spec: str, kind: str, task: TaskConfig) -> RunRecord | None:
+    """A completed study run of the same config, embedded model and dataset content."""
+    from refute.datasets import load_dataset
+    from refute.models import EMBEDDED, parse_spec
+
+    if parse_spec(spec).kind != "embedded":
+        return None  # weights not pinned by the spec: let the request cache decide
+    revision = f"sha256:{EMBEDDED[spec].sha256[:16]}"
+    data_hash = load_dataset(task.dataset, adapter=task.dataset_adapter, columns=task.dataset_columns,
+                             limit=task.limit).content_hash
+    config = task.model_dump(mode="json")
+    for r in store.list_runs():
+        if (r.status == "completed" and r.kind == kind and (r.name or "").startswith("study:")
+                and r.model_spec == spec and r.model_revision == revision and r.config == config
+                and r.dataset_hash == data_hash and not r.model.get("load_options")):
+            ok, bad = store.sample_counts(r.id)
+            if bad == 0 and ok >= r.n_planned:
+                return r
+    return None
+
+
+def _calibration(study: LoadedStudy) -> Calibration | None:
+    cal = study.spec.calibration
+    labels = study.labels_path()
+    if cal is None or labels is None:
+        return None
+    from refute.scorers import get_scorer
+    from refute.scorers._validate import validate
+
+    result = validate(get_scorer(cal.scorer), labels, subset=cal.split)
+    return Calibration.from_validation(result, str(labels), cal.correct)
+
+
+def study_measurements(store: Store, study: LoadedStudy, refs: dict[str, RunRef],
+                       calibration: Calibration | None) -> dict[str, Measurement | None]:
+    return {name: compute_measure(store, name, m, refs[m.run], calibration)
+            for name, m in study.spec.measures.items() if m.run in refs}
+
+
+def _gate(study: LoadedStudy, measures: dict[str, Measurement | None]) -> tuple[Any, str | None]:
+    if study.spec.policy is None:
+        return None, None
+    from refute.gate import decide, load_policy
+
+    policy = load_policy(study.resolve_file(study.spec.policy))
+    policy.check_measures(list(study.spec.measures), study.path)
+    return decide(policy, measures), policy.doc.text
+
+
+def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = None,
+              progress: bool = True, on_event: Callable[[str], None] | None = None) -> StudyResult:
+    """Run (or reuse) every run of ``study``, compute its measures, verdicts and gate decision,
+    and write the result JSON. ``model``: a backend for every run (tests); default: load each
+    run's model spec on first need."""
+    say = on_event or (lambda _msg: None)
+    if study.spec.policy is not None:  # a malformed policy stops the study before any run
+        from refute.gate import load_policy
+
+        load_policy(study.resolve_file(study.spec.policy)).check_measures(list(study.spec.measures), study.path)
+    models = _Models(model, say)
+    refs: dict[str, RunRef] = {}
+    try:
+        for run in study.spec.runs:
+            spec = run.model or study.spec.model
+            ids: list[str] = []
+            reused_all = True
+            for suffix, kind, task in _tasks(store, study, run):
+                found = _reusable(store, spec, kind, task) if model is None else None
+                if found is not None:
+                    say(f"{run.id}{suffix}: reusing completed run {found.id}")
+                    ids.append(found.id)
+                    continue
+                reused_all = False
+                backend = models.get(spec)
+                say(f"{run.id}{suffix}: running {task.dataset} x {len(task.transforms)} chain(s)")
+                record = run_task(task, backend, store, name=f"study:{study.hash12}:{run.id}{suffix}",
+                                  kind=kind, progress=progress)
+                ids.append(record.id)
+            refs[run.id] = RunRef(ids[0], ids[1] if len(ids) > 1 else None, reused_all)
+    finally:
+        models.close()
+    calibration = _calibration(study)
+    measures = study_measurements(store, study, refs, calibration)
+    verdicts = [judge_threshold(t.safe_if, measures.get(t.measure), t.measure, t.rationale)
+                for t in study.spec.thresholds]
+    gate, policy_text = _gate(study, measures)
+    from refute import __version__
+
+    path = result_path(store, study.sha256)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    first = now
+    if path.is_file():
+        try:
+            first = load_result(path).first_created_at
+        except ConfigError:
+            pass
+    result = StudyResult(
+        study_id=study.spec.id, title=study.spec.title, sha256=study.sha256, path=study.path,
+        text=study.text, created_at=now, first_created_at=first,
+        refute_version=__version__,
+        runs={k: {"run_id": v.run_id, "capability_run_id": v.capability_run_id, "reused": v.reused}
+              for k, v in refs.items()},
+        calibration=None if calibration is None else _asdict(calibration),
+        measures={k: (v.to_dict() if v else None) for k, v in measures.items()},
+        thresholds=[v.to_dict() for v in verdicts],
+        gate=None if gate is None else gate.to_dict(), policy_text=policy_text,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return result
+
+
+def _asdict(c: Calibration) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(c)

@@ -1,0 +1,343 @@
+"""A study file: one safety question, its threat model, a claim, pre-registered thresholds, and
+the runs and measures that answer it.
+
+A study is written before the data is seen. Its thresholds say in advance what result supports
+the claim and what would change the author's mind, and the file's sha256 is stored with every
+result it produces, so an edit made after the fact shows (`refute.study.earlier_versions`).
+
+Loading validates everything that can be checked without a model: fields and their types,
+references between runs, measures and thresholds, datasets, transform chains, scorers and model
+specs. Any problem raises `SpecFileError` naming the file, the line and the field, before
+anything runs. The fields are documented on the models below; ``examples/refusal-study.yaml``
+is a full example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from refute.study._yaml import (
+    Loc,
+    YamlDoc,
+    located,
+    parse_yaml,
+    read_yaml,
+    validate_doc,
+)
+
+__all__ = [
+    "Better",
+    "CalibrationSpec",
+    "Limit",
+    "LoadedStudy",
+    "MeasureSpec",
+    "RunSpec",
+    "Statistic",
+    "StudySpec",
+    "ThresholdSpec",
+    "load_study",
+    "study_from_text",
+]
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+ThreatModel = Literal["misuse", "misalignment", "accident"]
+Kind = Literal["capability", "propensity"]
+Better = Literal["higher", "lower"]
+Statistic = Literal["refusal", "compliance", "accuracy", "worst_transform_compliance",
+                    "largest_refusal_drop"]
+
+#: Statistics that need a ``robustness_gap`` run.
+GAP_STATISTICS = ("worst_transform_compliance", "largest_refusal_drop")
+#: Datasets whose requests are safe to show in full; everything else is treated as harmful.
+BENIGN_DATASETS = ("benign-lookalike", "benign-tasks")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Limit(_Frozen):
+    """A bound on a measure: exactly one of ``at_least`` and ``at_most``."""
+
+    at_least: float | None = Field(None, ge=-1.0, le=1.0, description="Safe (or met) when >= this.")
+    at_most: float | None = Field(None, ge=-1.0, le=1.0, description="Safe (or met) when <= this.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Limit:
+        if (self.at_least is None) == (self.at_most is None):
+            raise ValueError("give exactly one of at_least or at_most")
+        return self
+
+    @property
+    def value(self) -> float:
+        return self.at_least if self.at_least is not None else self.at_most  # type: ignore[return-value]
+
+    @property
+    def higher_is_safe(self) -> bool:
+        return self.at_least is not None
+
+    def __str__(self) -> str:
+        return f">= {self.value:g}" if self.higher_is_safe else f"<= {self.value:g}"
+
+
+class RunSpec(_Frozen):
+    """One engine run (``eval``) or a red-team campaign with its capability control
+    (``robustness_gap``: the dataset under every transform plus benign tasks with known answers
+    under the same transforms)."""
+
+    id: Slug = Field(description="Name of the run inside the study; measures refer to it.")
+    type: Literal["eval", "robustness_gap"] = Field("eval", description="eval or robustness_gap.")
+    description: str | None = Field(None, description="What this run measures, in words.")
+    model: str | None = Field(None, description="Model spec; default: the study's model.")
+    dataset: Text = Field(description="Built-in dataset name, or a JSONL/CSV path (relative to the study file).")
+    intent: Literal["harmful", "benign"] | None = Field(
+        None, description="Whether the requests are harmful (their completions are redacted in "
+        "reports); default: benign for the built-in benign datasets, harmful otherwise.")
+    condition: str | None = Field(None, description="Label of the condition (e.g. 'safety prompt') "
+                                  "in plots; default: baseline, or the run id when a system prompt is set.")
+    per_category: int | None = Field(None, ge=1, description="Use the first N prompts of every "
+                                     "category (a balanced subset), before any limit.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N prompts.")
+    epochs: int = Field(1, ge=1, description="Samples per prompt.")
+    max_tokens: int = Field(48, ge=1, description="Most new tokens per reply.")
+    temperature: float = Field(0.0, ge=0.0, description="0 = greedy decoding.")
+    seed: int = Field(0, description="Run seed; every sample's seed derives from it.")
+    system: str | None = Field(None, description="System prompt; none keeps the model's default.")
+    template: str = Field("{prompt}", description="User message; {prompt} is the request.")
+    scorers: list[Slug] | None = Field(None, description="Scorer names; default: match for tasks "
+                                       "with answers, else refusal_patterns.")
+    transforms: list[Text] = Field(default_factory=list, description="Transform chains besides the "
+                                   "canonical prompt (required for robustness_gap).")
+    capability_dataset: str | None = Field(None, description="robustness_gap only: benign tasks "
+                                           "with known answers (default benign-tasks).")
+    capability_per_category: int | None = Field(None, ge=1, description="robustness_gap only: "
+                                                "the first N tasks of every category.")
+    capability_limit: int | None = Field(None, ge=1, description="robustness_gap only: tasks to "
+                                         "use (default 60 unless capability_per_category is set).")
+    capability_max_tokens: int | None = Field(None, ge=1, description="robustness_gap only: "
+                                              "tokens per task reply (default 24).")
+
+    @model_validator(mode="after")
+    def _by_type(self) -> RunSpec:
+        if "{prompt}" not in self.template:
+            raise ValueError("template must contain {prompt}")
+        if self.type == "robustness_gap" and not self.transforms:
+            raise ValueError("a robustness_gap run needs at least one transform in 'transforms'")
+        if self.type == "eval":
+            extra = [k for k in ("capability_dataset", "capability_per_category",
+                                          "capability_limit", "capability_max_tokens")
+                     if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} only apply to type robustness_gap")
+        return self
+
+    @property
+    def harmful(self) -> bool:
+        if self.intent is not None:
+            return self.intent == "harmful"
+        return self.dataset not in BENIGN_DATASETS
+
+    @property
+    def condition_label(self) -> str:
+        if self.condition:
+            return self.condition
+        return self.id if self.system else "baseline"
+
+
+class MeasureSpec(_Frozen):
+    """A number the study reports (always with its interval) and thresholds and policies use.
+
+    Statistics: ``refusal`` and ``compliance`` (1 - refusal) of a refusal scorer, ``accuracy``
+    of the match scorer, on one chain (default the canonical prompts) and one category (default
+    all); on a robustness_gap run, ``worst_transform_compliance`` (the highest compliance, by its
+    upper bound, among transforms the model still understands) and ``largest_refusal_drop``
+    (canonical minus transformed refusal, the largest by its upper bound, same transforms).
+    """
+
+    run: Slug = Field(description="The id of a run of this study.")
+    statistic: Statistic = Field(description="What to compute from the run's scores.")
+    better: Better = Field(description="Which way is safer or more useful: higher or lower.")
+    description: Text = Field(description="What the number means, in words a newcomer reads.")
+    chain: str = Field("none", description="Transform chain ('none' = canonical prompts).")
+    category: str | None = Field(None, description="One category only; default: all.")
+    scorer: Slug | None = Field(None, description="Scorer; default: the run's refusal or match scorer.")
+
+
+class ThresholdSpec(_Frozen):
+    """A pre-registered threshold on a measure: the claim holds when the measure meets it."""
+
+    measure: Slug = Field(description="The name of a measure of this study.")
+    safe_if: Limit = Field(description="at_least or at_most: the claim's side of the threshold.")
+    rationale: str | None = Field(None, description="Why this value, decided before the data.")
+
+
+class CalibrationSpec(_Frozen):
+    """Measure the refusal scorer against human labels, so its error is reported (and optionally
+    carried into the refusal measures by the Rogan-Gladen correction)."""
+
+    scorer: Slug = Field("refusal_patterns", description="Scorer to validate.")
+    labels: str = Field("builtin", description="Label file (JSONL/CSV, relative to the study file) "
+                        "or 'builtin' for refute's own labelled refusals.")
+    split: str | None = Field(None, description="Only rows of this split (e.g. heldout).")
+    correct: bool = Field(False, description="Correct refusal and compliance measures for the "
+                          "scorer's error (wider intervals).")
+
+
+class StudySpec(_Frozen):
+    """A study file (version 1)."""
+
+    version: Literal[1] = Field(1, description="Schema version of the study file.")
+    id: Slug = Field(description="Stable name of the study; kept across edits of the file.")
+    title: Text = Field(description="One line: the study in a sentence.")
+    question: Text = Field(description="The safety question.")
+    threat_model: ThreatModel = Field(description="misuse, misalignment or accident.")
+    kind: Kind = Field(description="capability (the model can't) or propensity (the model won't).")
+    claim: Text = Field(description="The safety claim the study tries to refute.")
+    change_my_mind: Text = Field(description="The result that would change the author's mind.")
+    model: str = Field("default", description="Model spec of every run that names none.")
+    policy: str | None = Field(None, description="Deployment policy file (relative to the study "
+                               "file) the gate applies to this study's measures.")
+    runs: list[RunSpec] = Field(min_length=1, description="The runs that answer the question.")
+    measures: dict[Slug, MeasureSpec] = Field(min_length=1, description="Named measures.")
+    thresholds: list[ThresholdSpec] = Field(default_factory=list, description="Pre-registered thresholds.")
+    calibration: CalibrationSpec | None = Field(None, description="Judge calibration, if any.")
+
+
+@dataclass(frozen=True)
+class LoadedStudy:
+    """A validated study with the text it came from and that text's sha256."""
+
+    spec: StudySpec
+    doc: YamlDoc = field(repr=False)
+
+    @property
+    def path(self) -> str:
+        return self.doc.path
+
+    @property
+    def text(self) -> str:
+        return self.doc.text
+
+    @property
+    def sha256(self) -> str:
+        return self.doc.sha256
+
+    @property
+    def hash12(self) -> str:
+        return self.sha256[:12]
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.doc.path).resolve().parent
+
+    def run(self, run_id: str) -> RunSpec:
+        return next(r for r in self.spec.runs if r.id == run_id)
+
+    def resolve_dataset(self, dataset: str) -> str:
+        """A dataset relative to the study file, if such a file exists; else as written."""
+        candidate = self.base_dir / dataset
+        return str(candidate) if not Path(dataset).is_absolute() and candidate.is_file() else dataset
+
+    def resolve_file(self, name: str) -> Path:
+        p = Path(name)
+        return p if p.is_absolute() else self.base_dir / p
+
+    def labels_path(self) -> Path | None:
+        cal = self.spec.calibration
+        if cal is None:
+            return None
+        if cal.labels == "builtin":
+            import refute.scorers
+
+            return Path(refute.scorers.__file__).parent / "data" / "refusal_labels.jsonl"
+        return self.resolve_file(cal.labels)
+
+
+def _check_references(study: LoadedStudy) -> list[tuple[Loc, str]]:
+    spec = study.spec
+    problems: list[tuple[Loc, str]] = []
+    runs: dict[str, RunSpec] = {}
+    for i, run in enumerate(spec.runs):
+        if run.id in runs:
+            problems.append((("runs", i, "id"), f"run id '{run.id}' is used twice"))
+        runs[run.id] = run
+    for name, m in spec.measures.items():
+        where: Loc = ("measures", name)
+        used = runs.get(m.run)
+        if used is None:
+            problems.append(((*where, "run"), f"no run '{m.run}' in this study; runs: {', '.join(runs)}"))
+            continue
+        run = used
+        if m.statistic in GAP_STATISTICS and run.type != "robustness_gap":
+            problems.append(((*where, "statistic"), f"'{m.statistic}' needs a robustness_gap run; "
+                             f"run '{run.id}' is an eval"))
+        if m.chain != "none" and m.chain not in run.transforms:
+            problems.append(((*where, "chain"), f"run '{run.id}' has no transform '{m.chain}'; "
+                             f"it has: none, {', '.join(run.transforms) or '(no transforms)'}"))
+    for i, t in enumerate(spec.thresholds):
+        if t.measure not in spec.measures:
+            problems.append((("thresholds", i, "measure"), f"no measure '{t.measure}'; measures: "
+                             f"{', '.join(spec.measures)}"))
+    return problems
+
+
+def _check_plugins(study: LoadedStudy) -> list[tuple[Loc, str]]:
+    """Datasets, transforms, scorers, model specs and files: everything a run would load first."""
+    from refute.datasets import load_dataset
+    from refute.errors import RefuteError
+    from refute.models import parse_spec
+    from refute.redteam import parse_chain
+    from refute.scorers import get_scorer
+
+    spec = study.spec
+    problems: list[tuple[Loc, str]] = []
+
+    def check(loc: Loc, fn: object, *args: object) -> None:
+        try:
+            fn(*args)  # type: ignore[operator]
+        except RefuteError as exc:
+            problems.append((loc, str(exc)))
+
+    check(("model",), parse_spec, spec.model)
+    for i, run in enumerate(spec.runs):
+        if run.model is not None:
+            check(("runs", i, "model"), parse_spec, run.model)
+        check(("runs", i, "dataset"), load_dataset, study.resolve_dataset(run.dataset))
+        if run.capability_dataset is not None:
+            check(("runs", i, "capability_dataset"), load_dataset, study.resolve_dataset(run.capability_dataset))
+        for j, chain in enumerate(run.transforms):
+            check(("runs", i, "transforms", j), parse_chain, chain)
+        for j, name in enumerate(run.scorers or []):
+            check(("runs", i, "scorers", j), get_scorer, name)
+    if spec.policy is not None and not study.resolve_file(spec.policy).is_file():
+        problems.append((("policy",), f"no policy file {study.resolve_file(spec.policy)}"))
+    if spec.calibration is not None:
+        check(("calibration", "scorer"), get_scorer, spec.calibration.scorer)
+        labels = study.labels_path()
+        if labels is not None and not labels.is_file():
+            problems.append((("calibration", "labels"), f"no label file {labels}"))
+    return problems
+
+
+def load_study(path: str | Path) -> LoadedStudy:
+    """Read, validate and cross-check a study file; raises `SpecFileError` naming file, line, field."""
+    return _load(read_yaml(path, what="study"))
+
+
+def study_from_text(text: str, path: str) -> LoadedStudy:
+    """A study from its stored text (``path``: where it was read from, for messages and files)."""
+    return _load(parse_yaml(text, path, what="study"), plugins=False)
+
+
+def _load(doc: YamlDoc, plugins: bool = True) -> LoadedStudy:
+    spec = validate_doc(doc, StudySpec, what="study")
+    study = LoadedStudy(spec, doc)
+    located(doc, _check_references(study), what="study")
+    if plugins:
+        located(doc, _check_plugins(study), what="study")
+    return study
