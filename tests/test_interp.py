@@ -244,6 +244,16 @@ def test_causal_pipeline_on_a_tiny_model(tiny_backend, store, tmp_path: Path):
     assert (tmp_path / "causal" / "result.json").exists()
     loaded = Direction.load(result.direction["file"])
     assert loaded.digest == result.direction["digest"]
+    # selection: ranked by validation ablation score, filters tried from the top, stop at the first pass
+    scores = [r["ablation_score"] for r in result.selection]
+    assert scores == sorted(scores)
+    tried = [r for r in result.selection if "kl" in r]
+    assert tried == result.selection[: len(tried)] and 0 < len(tried) <= cfg.screen_top
+    assert all(r["passes"] for r in tried[-1:]) or not any(r["passes"] for r in tried)
+    assert all(r["kl"] <= cfg.max_kl for r in tried if "ce_change" in r)  # CE only after the cheap filters
+    assert all(r["kl"] <= cfg.max_kl and r["ce_change"] <= cfg.max_ce for r in tried if r["passes"])
+    chosen = next((r for r in tried if r["passes"]), None) or min(tried, key=lambda r: r["kl"])
+    assert (chosen["layer"], chosen["position"]) == (result.direction["layer"], result.direction["position"])
 
 
 def test_probes_separate_planted_classes_and_not_noise():
@@ -395,3 +405,20 @@ def test_forward_measures_take_an_intervention_over_several_batches(tiny_backend
     lp = last_logprobs(model, tok, texts, batch_size=2, intervention=ablate(model, d))
     torch.testing.assert_close(lp, last_logprobs(model, tok, texts, batch_size=5, intervention=ablate(model, d)),
                                atol=2e-3, rtol=1e-3)
+
+
+def test_cross_entropy_ignores_left_padding(tiny_backend):
+    """A text's CE is the same alone or padded next to a longer one: no target from a pad position."""
+    from refute.interp._scores import cross_entropy
+
+    model, tok = tiny_backend.model, tiny_backend.tokenizer
+    short, long = "Explain 2 + 2.", "Tell me a long story about dogs, cats and the capital of France."
+    alone = cross_entropy(model, tok, [short])[0]
+    padded = cross_entropy(model, tok, [short, long])[0]
+    assert padded == pytest.approx(alone, abs=1e-4)
+    n_targets = len(tok(short, add_special_tokens=False).input_ids) - 1  # the first token is not predicted
+    ids = torch.tensor([tok(short, add_special_tokens=False).input_ids])
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[0, :-1].float()
+    ref = torch.nn.functional.cross_entropy(logits, ids[0, 1:]).item()
+    assert n_targets == ids.shape[1] - 1 and alone == pytest.approx(ref, abs=1e-4)

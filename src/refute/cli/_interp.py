@@ -28,6 +28,8 @@ def causal(
     layers: Annotated[str | None, typer.Option(help="Candidate layers, e.g. 4-16 or 8,10,12 (default: the first 80%).")] = None,
     positions: Annotated[str, typer.Option(help="Candidate post-instruction positions (negative = from the end).")] = "-1,-2,-3,-4,-5",
     coefficients: Annotated[str, typer.Option(help="Addition coefficients tried in order on validation prompts.")] = "1,1.5,2,3",
+    max_kl: Annotated[float, typer.Option(help="Selection filter: most next-token KL on harmless validation tasks under ablation.")] = 0.1,
+    max_ce: Annotated[float, typer.Option(help="Selection filter: most CE rise (nats) on harmless validation prompts under ablation.")] = 0.05,
     scorer: Annotated[str, typer.Option(help="Refusal scorer for every condition (refusal_patterns, refusal, ...).")] = "refusal_patterns",
     seed: Annotated[int, typer.Option(help="Splits, random controls and run seeds derive from it.")] = 0,
     dtype: Annotated[str, typer.Option(help="auto (bf16 where the CPU supports it), float32, bfloat16.")] = "auto",
@@ -52,7 +54,7 @@ def causal(
         tasks=None if tasks == "none" else tasks, n_train=n_train, n_val=n_val, n_test=n_test,
         n_tasks=n_tasks, max_tokens=max_tokens, seed=seed, layers=_int_list(layers) if layers else None,
         positions=tuple(_int_list(positions)), coefficients=tuple(float(c) for c in coefficients.split(",")),
-        batch_size=batch_size, scorer=scorer,
+        batch_size=batch_size, scorer=scorer, max_kl=max_kl, max_ce=max_ce,
     )
     make_splits(config)  # fail fast, before loading a model
     with store_from(store) as db:

@@ -86,7 +86,9 @@ def _cross_entropy(model: Any, tokenizer: Any, texts: Sequence[str], prefixes: S
         chunk = list(texts[start : start + batch_size])
         enc = encode_batch(tokenizer, chunk, device)
         ids, mask = enc["input_ids"], enc["attention_mask"]  # (B, T)
-        scored = mask[:, 1:].clone().bool()  # which targets count
+        # a target counts when it and the token predicting it are both real: with left padding,
+        # a row's first token would otherwise be "predicted" from a pad position
+        scored = (mask[:, 1:] & mask[:, :-1]).bool()  # (B, T-1)
         if prefixes is not None:
             T = ids.shape[1]
             lengths = mask.sum(dim=1)
