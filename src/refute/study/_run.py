@@ -228,7 +228,7 @@ def _tasks(store: Store, study: LoadedStudy, run: RunSpec) -> list[tuple[str, st
     chains = ["none", *run.transforms]
     scorers = [PluginSpec(name=s) for s in run.scorers] if run.scorers else None
     if run.type == "robustness_gap" and scorers is None:
-        scorers = [PluginSpec(name="refusal_patterns")]
+        scorers = [PluginSpec(name="refusal")]
     main = TaskConfig(
         dataset=_dataset(store, study, run.dataset, run.per_category), limit=run.limit,
         epochs=run.epochs, system=run.system, template=run.template, seed=run.seed,

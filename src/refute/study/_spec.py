@@ -110,7 +110,7 @@ class RunSpec(_Frozen):
     system: str | None = Field(None, description="System prompt; none keeps the model's default.")
     template: str = Field("{prompt}", description="User message; {prompt} is the request.")
     scorers: list[Slug] | None = Field(None, description="Scorer names; default: match for tasks "
-                                       "with answers, else refusal_patterns.")
+                                       "with answers, else refusal.")
     transforms: list[Text] = Field(default_factory=list, description="Transform chains besides the "
                                    "canonical prompt (required for robustness_gap).")
     capability_dataset: str | None = Field(None, description="robustness_gap only: benign tasks "
@@ -180,7 +180,7 @@ class CalibrationSpec(_Frozen):
     """Measure the refusal scorer against human labels, so its error is reported (and optionally
     carried into the refusal measures by the Rogan-Gladen correction)."""
 
-    scorer: Slug = Field("refusal_patterns", description="Scorer to validate.")
+    scorer: Slug = Field("refusal", description="Scorer to validate.")
     labels: str = Field("builtin", description="Label file (JSONL/CSV, relative to the study file) "
                         "or 'builtin' for refute's own labelled refusals.")
     split: str | None = Field(None, description="Only rows of this split (e.g. heldout).")
