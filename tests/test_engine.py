@@ -193,3 +193,43 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tiny_model_dir, tmp_pat
     for x in after:
         if x.prompt_id in before:
             assert (x.id, x.created_at) == before[x.prompt_id]
+
+
+def test_multi_turn_run_killed_with_sigkill_resumes_turn_by_turn_transcripts(tiny_model_dir, tmp_path):
+    data = write_prompts(tmp_path / "p.jsonl", 30)
+    db_path = tmp_path / "kill-mt.db"
+    env = {**os.environ, "REFUTE_STORE": str(db_path)}
+    cmd = [sys.executable, "-m", "refute", "run", "--model", f"hf:{tiny_model_dir}", "--dataset", str(data),
+           "--batch-size", "1", "--max-tokens", "16", "--dtype", "float32", "--no-progress",
+           "--solver", "scripted_escalation", "--solver-arg", "turns=3"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    kill_after_samples(proc, db_path, n=3)
+    with Store(db_path) as s:
+        run = s.list_runs()[0]
+        before = {x.prompt_id: (x.id, x.created_at, x.messages) for x in s.samples(run.id)}
+    assert run.status == "running" and 3 <= len(before) < 30
+    result = subprocess.run([sys.executable, "-m", "refute", "run", "--resume", run.id, "--no-progress"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with Store(db_path) as s:
+        after = s.samples(run.id)
+    assert len(after) == 30 == len({x.prompt_id for x in after})
+    for x in after:
+        roles = [m["role"] for m in x.messages]
+        assert roles == ["user", "assistant"] * 3  # stored turn by turn
+        assert len(x.metadata["turns"]) == 3
+        if x.prompt_id in before:
+            assert (x.id, x.created_at, x.messages) == before[x.prompt_id]
+
+
+def test_unknown_solver_or_argument_fails_before_a_run_exists(tiny_backend, store, tmp_path):
+    from refute.errors import ConfigError
+    from refute.engine import PluginSpec
+
+    data = write_prompts(tmp_path / "p.jsonl", 2)
+    with pytest.raises(ConfigError, match="unknown solver 'nope'"):
+        run_task(task_for(data, solver=PluginSpec(name="nope")), tiny_backend, store, progress=False)
+    with pytest.raises(ConfigError, match="bad arguments"):
+        run_task(task_for(data, solver=PluginSpec(name="scripted_escalation", args={"rounds": 2})),
+                 tiny_backend, store, progress=False)
+    assert store.list_runs() == []

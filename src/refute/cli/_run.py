@@ -26,6 +26,8 @@ def run(
     scorer: Annotated[list[str] | None, typer.Option("--scorer", help="Scorer name (repeatable). Default: match for tasks with answers, else refusal (the measured scorer).")] = None,
     transform: Annotated[list[str] | None, typer.Option("--transform", "-t", help="Transform chain such as base64 or rot13+roleplay (repeatable); the canonical prompt always runs too.")] = None,
     adapter: Annotated[str | None, typer.Option(help="Dataset adapter: harmbench, advbench, jailbreakbench, strongreject, xstest.")] = None,
+    solver: Annotated[str, typer.Option(help="How each conversation unfolds: single_turn, scripted_escalation (multi-turn, no attacker model), ...")] = "single_turn",
+    solver_arg: Annotated[list[str] | None, typer.Option("--solver-arg", help="Solver argument KEY=VALUE (repeatable; values parsed as JSON when they can be), e.g. turns=3.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
     base_url: Annotated[str | None, typer.Option(help="Server URL for openai:MODEL specs.")] = None,
     dtype: Annotated[str, typer.Option(help="Local models: auto (bf16 where the CPU supports it), float32, bfloat16.")] = "auto",
@@ -44,6 +46,8 @@ def run(
       refute run -m default -d benign-tasks --epochs 3 --temperature 0.7
 
       refute run -m openai:gpt-4o-mini --base-url http://localhost:8000/v1 -d my_prompts.jsonl
+
+      refute run -m default -d harmful --solver scripted_escalation --solver-arg turns=3
 
       refute run --resume 3f2a9c1b7d4e
     """
@@ -65,6 +69,7 @@ def run(
                 generate=GenerateConfig(max_tokens=max_tokens, temperature=temperature, top_p=top_p),
                 scorers=[PluginSpec(name=s) for s in scorer] if scorer else None,
                 transforms=["none", *(transform or [])],
+                solver=PluginSpec(name=solver, args=_parse_args(solver_arg or [])),
             )
             from refute.datasets import load_dataset
 
@@ -79,3 +84,19 @@ def run(
                 backend.close()
         err.print(f"run [bold]{record.id}[/] {record.status}; store {Path(db.path)}")
         print_run_summary(db, record.id, out)
+
+
+def _parse_args(pairs: list[str]) -> dict[str, object]:
+    """KEY=VALUE pairs; a value is read as JSON when it parses (numbers, booleans), else a string."""
+    import json
+
+    args: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--solver-arg '{pair}': expected KEY=VALUE, e.g. turns=3")
+        try:
+            args[key] = json.loads(value)
+        except json.JSONDecodeError:
+            args[key] = value
+    return args

@@ -119,6 +119,7 @@ def run_task(task: TaskConfig, model: ModelBackend, store: Store, *, name: str |
     ``helpers`` are the other models a solver may ask by role (``attacker``, ``judge``, ...).
     """
     dataset = _load_task_dataset(task)  # a malformed dataset raises here, before any run exists
+    get_solver(task.solver.name, **task.solver.args)  # so does an unknown solver or bad argument
     planned = plan_samples(task, dataset)
     scorers = _build_scorers(task, dataset)
     model_json = {"backend": model.info.backend, "details": model.info.details,

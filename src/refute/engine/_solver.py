@@ -55,7 +55,10 @@ def get_solver(name: str, **args: Any) -> Solver:
         import refute.redteam  # noqa: F401  (registers the attack solvers: crescendo, pair, ...)
     if name not in _SOLVERS:
         raise ConfigError(f"unknown solver '{name}'; known: {', '.join(sorted(_SOLVERS))}")
-    return _SOLVERS[name](**args)
+    try:
+        return _SOLVERS[name](**args)
+    except TypeError as exc:
+        raise ConfigError(f"solver '{name}': bad arguments {args}: {exc}") from exc
 
 
 @solver("single_turn")
