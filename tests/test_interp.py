@@ -368,11 +368,14 @@ def test_cli_causal_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path):
     args = ["interp", "causal", "--model", f"hf:{tiny_model_dir}", "--n-train", "10", "--n-val", "6",
             "--n-test", "6", "--n-tasks", "3", "--max-tokens", "2", "--positions=-1", "--layers", "0-1",
             "--coefficients", "1", "--dtype", "float32", "--store", str(tmp_path / "r.db"),
-            "--json", str(tmp_path / "r.json")]
+            "--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "causal.html")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "ablation - baseline (harmful)" in result.output
     assert (tmp_path / "r.json").exists()
+    html = (tmp_path / "causal.html").read_text()
+    assert html.count("<svg") == 2 and '<table class="checks">' in html
+    assert "ablation - baseline (harmful)" in (tmp_path / "causal.md").read_text()
     bad = CliRunner().invoke(app, [*args[:4], "--n-test", "500", "--store", str(tmp_path / "r.db")])
     assert bad.exit_code == 1 and "cannot give" in bad.output
 

@@ -1,4 +1,4 @@
-"""`refute interp causal`: does a refusal direction cause refusal? (Arditi et al. 2024)."""
+"""`refute interp causal` (does a refusal direction cause refusal? Arditi et al. 2024) and `refute interp probe`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def causal(
     dtype: Annotated[str, typer.Option(help="auto (bf16 where the CPU supports it), float32, bfloat16.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 32,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full result as JSON here.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML page (SVG interval plots, tables, checks) here, and Markdown beside it.")] = None,
     store: StoreOption = None,
 ) -> None:
     """Find a refusal direction, choose layer/position/coefficient on validation prompts, and
@@ -67,6 +68,78 @@ def causal(
     if json_out:
         json_out.write_text(json.dumps(result.to_dict(), indent=1, default=str))
         err.print(f"wrote {json_out}")
+    if report:
+        from refute.interp._causal_report import write_causal_report
+
+        html_path, md_path = write_causal_report(result, report)
+        err.print(f"wrote {html_path} and {md_path}")
+
+
+@interp_app.command("probe")
+@friendly_errors
+def probe(
+    positive: Annotated[list[str], typer.Option("--positive", help="Class-1 prompts: built-in dataset or JSONL/CSV file (repeatable).")],
+    negative: Annotated[list[str], typer.Option("--negative", help="Class-0 prompts (repeatable).")],
+    sites: Annotated[str, typer.Option("--sites", help="Sites to try, e.g. resid_pre.12 or resid_pre.4-16,mlp_out.8; the best on validation is kept.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="A local model: default, hf:REPO_OR_DIR, gguf:FILE.")] = "default",
+    position: Annotated[int, typer.Option(help="Token position in the rendered prompt (-1: last).")] = -1,
+    kind: Annotated[str, typer.Option(help="logistic or diff_means.")] = "logistic",
+    ood_positive: Annotated[list[str] | None, typer.Option("--ood-positive", help="Out-of-distribution class-1 prompts for a second evaluation.")] = None,
+    ood_negative: Annotated[list[str] | None, typer.Option("--ood-negative", help="Out-of-distribution class-0 prompts.")] = None,
+    out_path: Annotated[Path, typer.Option("--out", help="Where to save the probe (.safetensors); use it with the 'probe' scorer.")] = Path("probe.safetensors"),
+    sweep: Annotated[Path | None, typer.Option("--sweep", help="Also write test AUROC by site as an SVG here.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the 60/20/20 train/val/test split and the bootstrap.")] = 0,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 16,
+) -> None:
+    """Fit a linear probe separating two sets of prompts, with AUROC and accuracy intervals on
+    held-out (and out-of-distribution) prompts, and save it for the 'probe' scorer.
+
+    Example: refute interp probe --positive harmful --negative benign-lookalike --sites resid_pre.4-12
+    """
+    from refute.interp._probe_fit import fit_probe_on_prompts
+    from refute.models import load_model
+
+    if kind not in ("logistic", "diff_means"):
+        raise typer.BadParameter(f"unknown probe kind '{kind}': use logistic or diff_means", param_hint="--kind")
+    if bool(ood_positive) != bool(ood_negative):
+        raise typer.BadParameter("give both --ood-positive and --ood-negative, or neither", param_hint="--ood-positive")
+    site_list = _site_list(sites)
+    pos, neg = _prompts(positive), _prompts(negative)
+    ood = (_prompts(ood_positive), _prompts(ood_negative)) if ood_positive and ood_negative else None
+    backend = load_model(model, dtype=dtype, batch_size=batch_size)
+    try:
+        fit = fit_probe_on_prompts(backend, pos, neg, site_list, position=position, kind=kind,  # type: ignore[arg-type]
+                                   ood=ood, seed=seed, batch_size=batch_size)
+    finally:
+        backend.close()
+    p = fit.probe
+    lines = [fit.sweep.to_markdown(), "",
+             f"Kept {p.site} (validation AUROC {fit.val_auroc[p.site or '']:.3f}), position {p.position}, {p.kind}."]
+    lines += [f"{name}: AUROC {m.auroc}, accuracy {m.accuracy} (n={m.n}, 95% bootstrap)" for name, m in p.metrics.items()]
+    out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    p.save(out_path)
+    err.print(f"wrote {out_path}")
+    if sweep:
+        fit.sweep.plot(sweep)
+        err.print(f"wrote {sweep}")
+
+
+def _prompts(names: list[str] | None) -> list[str]:
+    from refute.datasets import load_dataset
+
+    return [r.prompt for name in names or [] for r in load_dataset(name).records]
+
+
+def _site_list(text: str) -> list[str]:
+    """``resid_pre.4-6,mlp_out.2`` -> resid_pre.4, resid_pre.5, resid_pre.6, mlp_out.2."""
+    sites: list[str] = []
+    for part in text.split(","):
+        kind, _, layers = part.strip().rpartition(".")
+        if not kind:
+            raise typer.BadParameter(f"'{part}' is not a site such as resid_pre.12 or resid_pre.4-8", param_hint="--sites")
+        sites += [f"{kind}.{layer}" for layer in _int_list(layers)]
+    return sites
 
 
 def _int_list(text: str) -> list[int]:

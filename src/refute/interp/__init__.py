@@ -9,6 +9,7 @@ torch loads only when a function needs it.
 
 from refute.interp._capture import Activations, ActivationStore, capture, render_prompts
 from refute.interp._causal import CausalConfig, CausalResult, run_causal
+from refute.interp._causal_report import write_causal_report
 from refute.interp._directions import (
     Direction,
     ablate,
@@ -22,6 +23,7 @@ from refute.interp._directions import (
 )
 from refute.interp._errors import InterpError
 from refute.interp._patching import PatchResult, patch_sweep
+from refute.interp._probe_fit import ProbeFit, fit_probe_on_prompts
 from refute.interp._probes import (
     LayerSweep,
     Probe,
@@ -53,6 +55,7 @@ __all__ = [
     "LayerSweep",
     "PatchResult",
     "Probe",
+    "ProbeFit",
     "SAEConfig",
     "SAEMetrics",
     "Site",
@@ -71,6 +74,7 @@ __all__ = [
     "feature_hooks",
     "find_layers",
     "fit_probe",
+    "fit_probe_on_prompts",
     "hooks",
     "layer_sweep",
     "orthogonalize_weights",
@@ -85,4 +89,5 @@ __all__ = [
     "steered",
     "top_contexts",
     "train_sae",
+    "write_causal_report",
 ]

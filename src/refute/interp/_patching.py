@@ -9,7 +9,7 @@ last position.
 * ``corrupt_to_clean`` (noising): run the clean prompt with the corrupted activation patched in;
   a large drop means that site is necessary.
 
-Heatmap-style table with `to_markdown`; a figure with `plot` (needs matplotlib).
+Heatmap-style table with `to_markdown`; an SVG heatmap with `to_svg` / `plot` (no matplotlib).
 """
 
 from __future__ import annotations
@@ -59,23 +59,21 @@ class PatchResult:
             lines.append(f"| {layer} | {cells} |")
         return "\n".join(lines)
 
-    def plot(self, path: str | Path) -> Path:
-        try:
-            import matplotlib
+    def to_svg(self) -> str:
+        """The layers x positions grid as a self-contained SVG heatmap (one rect per cell)."""
+        from refute.interp._svg import heatmap
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise InterpError("plotting needs matplotlib: pip install matplotlib") from exc
-        fig, ax = plt.subplots(figsize=(1 + 0.6 * len(self.positions), 1 + 0.3 * len(self.layers)))
-        im = ax.imshow(self.values.numpy(), aspect="auto", cmap="RdBu", origin="lower")
-        ax.set_xticks(range(len(self.positions)), [repr(self.tokens[p]) for p in self.positions], rotation=90)
-        ax.set_ylabel(f"layer ({self.site_kind})")
-        fig.colorbar(im, label="logit difference")
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-        return Path(path)
+        return heatmap(self.values.tolist(), [str(layer) for layer in self.layers],
+                       [f"{p} {self.tokens[p]!r}" for p in self.positions],
+                       title=f"activation patching, {self.direction}", row_title=f"layer ({self.site_kind})",
+                       col_title="position (token)", value_label="logit diff", centre=self.corrupt
+                       if self.direction == "clean_to_corrupt" else self.clean)
+
+    def plot(self, path: str | Path) -> Path:
+        """Write `to_svg` to ``path`` (``.svg``)."""
+        from refute.interp._svg import write_svg
+
+        return write_svg(self.to_svg(), path)
 
 
 def _metric(model: Any, enc: dict[str, torch.Tensor], ids: tuple[int, int]) -> float:

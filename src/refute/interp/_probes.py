@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from refute.interp._errors import InterpError
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Probe",
+    "ProbeFile",
     "ProbeKind",
     "ProbeMetrics",
     "auroc",
@@ -87,7 +90,11 @@ class ProbeMetrics:
 
 @dataclass
 class Probe:
-    """A fitted linear probe: ``score(x) = (x - mean) / std . w + b``; class 1 when ``score > 0``."""
+    """A fitted linear probe: ``score(x) = (x - mean) / std . w + b``; class 1 when ``score > threshold``.
+
+    ``site``, ``position`` and ``model`` say where its activations come from, so a saved probe can
+    be run as a scorer (`refute.scorers` ``probe``) on new transcripts.
+    """
 
     kind: ProbeKind
     weight: torch.Tensor  # (D,)
@@ -96,9 +103,76 @@ class Probe:
     std: torch.Tensor  # (D,)
     l2: float = 0.0
     metrics: dict[str, ProbeMetrics] = field(default_factory=dict)
+    site: str | None = None
+    position: int = -1
+    model: str | None = None
+    threshold: float = 0.0
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.float() - self.mean) / self.std) @ self.weight + self.bias
+
+    def probability(self, x: torch.Tensor) -> torch.Tensor:
+        """``sigmoid(score)``: a calibrated probability for ``logistic``, a monotone squash otherwise."""
+        return self.score(x).sigmoid()
+
+    def save(self, path: str | Path) -> Path:
+        """One ``.safetensors`` file: the tensors, and `ProbeFile` as JSON in its metadata header."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            raise InterpError(f"{path}: save a probe as a .safetensors file")
+        meta = ProbeFile(kind=self.kind, bias=self.bias, l2=self.l2, threshold=self.threshold, site=self.site,
+                         position=self.position, model=self.model,
+                         metrics={k: asdict(m) for k, m in self.metrics.items()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {"weight": self.weight, "mean": self.mean, "std": self.std}
+        save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(path),
+                  metadata={"refute_probe": meta.model_dump_json()})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Probe:
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.exists():
+            raise InterpError(f"no probe at {path}; fit one with `refute interp probe`")
+        with safe_open(str(path), framework="pt") as f:
+            header = (f.metadata() or {}).get("refute_probe")
+            if header is None:
+                raise InterpError(f"{path} is a safetensors file but not a refute probe (no 'refute_probe' metadata)")
+            tensors = {k: f.get_tensor(k) for k in ("weight", "mean", "std")}
+        meta = ProbeFile.model_validate_json(header)
+        metrics = {k: ProbeMetrics(m["split"], m["n"], Interval(**m["auroc"]), Interval(**m["accuracy"]))
+                   for k, m in meta.metrics.items()}
+        return cls(meta.kind, tensors["weight"], meta.bias, tensors["mean"], tensors["std"], meta.l2, metrics,
+                   meta.site, meta.position, meta.model, meta.threshold)
+
+
+class ProbeFile(BaseModel):
+    """What a saved probe records beside its tensors (the safetensors metadata header)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: Literal[1] = 1
+    """Format version; a file of another version is refused."""
+    kind: ProbeKind
+    """How it was fitted: logistic or diff_means."""
+    bias: float
+    """Added to the projection of standardized activations."""
+    l2: float = 0.0
+    """L2 strength chosen on validation (logistic only)."""
+    threshold: float = 0.0
+    """A score above it is class 1 (positive)."""
+    site: str | None = None
+    """Activation site it reads, e.g. resid_pre.12."""
+    position: int = -1
+    """Token position within the rendered prompt (-1: the last prompt token)."""
+    model: str | None = None
+    """Model spec whose activations it was fitted on (hf:..., default, ...)."""
+    metrics: dict[str, dict[str, Any]] = {}
+    """Per split: n, AUROC and accuracy with their bootstrap intervals."""
 
 
 def _fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, steps: int = 100) -> tuple[torch.Tensor, float]:
@@ -190,6 +264,7 @@ class SweepRow:
     site: str
     kind: str
     metrics: dict[str, ProbeMetrics]
+    probe: Probe | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -207,25 +282,23 @@ class LayerSweep:
             lines.append(f"| {r.site} | {cells} |")
         return "\n".join(lines)
 
-    def plot(self, path: str | Path, split: str = "test") -> Path:
-        try:
-            import matplotlib
+    def to_svg(self, split: str = "test") -> str:
+        """AUROC by site on ``split`` with its 95% interval, as a self-contained SVG."""
+        from refute.interp._svg import line_plot
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise InterpError("plotting needs matplotlib: pip install matplotlib") from exc
-        xs = list(range(len(self.rows)))
+        if not self.rows or split not in self.rows[0].metrics:
+            raise InterpError(f"no '{split}' metrics to plot; splits: "
+                              f"{', '.join(self.rows[0].metrics) if self.rows else 'none'}")
         m = [r.metrics[split].auroc for r in self.rows]
-        fig, ax = plt.subplots(figsize=(6, 3))
-        ax.plot(xs, [v.value for v in m], marker="o")
-        ax.fill_between(xs, [v.low for v in m], [v.high for v in m], alpha=0.3)
-        ax.set_xticks(xs, [r.site for r in self.rows], rotation=90)
-        ax.set_ylabel(f"{split} AUROC (95% CI)")
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-        return Path(path)
+        return line_plot([r.site for r in self.rows], [v.value for v in m], [v.low for v in m],
+                         [v.high for v in m], title=f"{self.rows[0].kind} probe by site",
+                         y_label=f"{split} AUROC (95% CI)")
+
+    def plot(self, path: str | Path, split: str = "test") -> Path:
+        """Write `to_svg` to ``path`` (``.svg``)."""
+        from refute.interp._svg import write_svg
+
+        return write_svg(self.to_svg(split), path)
 
 
 def layer_sweep(acts: Mapping[str, torch.Tensor], labels: Sequence[int], *, kind: ProbeKind = "logistic",
@@ -251,5 +324,5 @@ def layer_sweep(acts: Mapping[str, torch.Tensor], labels: Sequence[int], *, kind
             xo = ood_acts[site]
             xo = xo.reshape(xo.shape[0], -1) if xo.dim() == 3 else xo
             evaluate_probe(probe, xo, list(ood_y), name, seed=seed, n_boot=n_boot)
-        rows.append(SweepRow(site, kind, dict(probe.metrics)))
+        rows.append(SweepRow(site, kind, dict(probe.metrics), probe))
     return LayerSweep(rows)

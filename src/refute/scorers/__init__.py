@@ -1,6 +1,7 @@
 """Scorers: refusal, harmfulness judges, capability matches, validation, and their registry."""
 
 from refute.scorers import _judge, _match, _refusal, _refusal_scorer  # noqa: F401  (registers the built-ins)
+from refute.scorers import _probe  # noqa: F401  (registers the probe scorer)
 from refute.scorers._base import Score, ScoreInput, Scorer, get_scorer, list_scorers, scorer
 from refute.scorers._judge import StrongRejectJudge, parse_judgement, strongreject_score
 from refute.scorers._match import Match, check, normalize
