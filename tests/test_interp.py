@@ -425,3 +425,27 @@ def test_cross_entropy_ignores_left_padding(tiny_backend):
         logits = model(input_ids=ids).logits[0, :-1].float()
     ref = torch.nn.functional.cross_entropy(logits, ids[0, 1:]).item()
     assert n_targets == ids.shape[1] - 1 and alone == pytest.approx(ref, abs=1e-4)
+
+
+def test_sae_feature_edits_are_model_variants_the_engine_measures(tiny_backend, store, tmp_path: Path):
+    from refute.engine import TaskConfig, run_task
+    from refute.interp import SAEConfig, feature_edited, train_sae
+    from refute.models import GenerateConfig
+
+    model, tok = tiny_backend.model, tiny_backend.tokenizer
+    texts = render_prompts(tok, PROMPTS * 4)
+    acts = capture(model, tok, texts, ["resid_pre.1"], positions=tuple(range(-8, 0)), batch_size=4)
+    sae = train_sae(acts["resid_pre.1"], SAEConfig(n_features=64, k=4, lr=1e-2, epochs=20, seed=1))
+    clamp = feature_edited(tiny_backend, sae, "resid_pre.1", [3, 7], value=500.0)
+    ablate = feature_edited(tiny_backend, sae, "resid_pre.1", [3, 7])
+    assert clamp.info.spec == f"{tiny_backend.info.spec}+sae-clamp(site=resid_pre.1,features=3,7,value=500)"
+    assert ablate.info.spec.endswith("+sae-ablate(site=resid_pre.1,features=3,7)")
+    n_hooks = _hook_count(model)
+    task = TaskConfig(dataset="benign-tasks", limit=4, generate=GenerateConfig(max_tokens=6))
+    replies = {}
+    for m in (tiny_backend, clamp):
+        run = run_task(task, m, store, progress=False)
+        assert store.get_run(run.id).model_spec == m.info.spec
+        replies[m.info.spec] = [s.completion for s in store.samples(run.id)]
+    assert replies[tiny_backend.info.spec] != replies[clamp.info.spec]  # the clamp was in while generating
+    assert _hook_count(model) == n_hooks  # and removed after

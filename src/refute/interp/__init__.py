@@ -43,7 +43,7 @@ from refute.interp._sae import (
     train_sae,
 )
 from refute.interp._sites import Site, all_sites, find_layers, hooks, parse_site
-from refute.interp._variant import Variant, ablated, steered
+from refute.interp._variant import Variant, ablated, feature_edited, steered
 
 __all__ = [
     "ActivationStore",
@@ -71,6 +71,7 @@ __all__ = [
     "ce_loss_recovered",
     "diff_in_means",
     "evaluate_probe",
+    "feature_edited",
     "feature_hooks",
     "find_layers",
     "fit_probe",

@@ -16,7 +16,7 @@ from refute.interp._errors import InterpError
 from refute.interp._sites import HookFn, Site, hooks
 from refute.models._base import Completion, GenerateRequest, ModelInfo
 
-__all__ = ["Variant", "ablated", "steered"]
+__all__ = ["Variant", "ablated", "feature_edited", "steered"]
 
 
 class Variant:
@@ -68,3 +68,20 @@ def steered(base: Any, direction: Direction, layer: int, coefficient: float, *,
     return Variant(base, name, lambda model: addition_hooks(direction, layer, coefficient),
                    {"direction": direction.digest, "direction_label": direction.label,
                     "layer": str(layer), "coefficient": f"{coefficient:g}"})
+
+
+def feature_edited(base: Any, sae: Any, site: str | Site, features: Sequence[int],
+                   value: float | None = 0.0, *, name: str | None = None) -> Variant:
+    """``base`` with SAE ``features`` at ``site`` ablated (``value=0``) or clamped (``value=c``).
+
+    A causal test of a feature, measured by the engine like any model (compare it with the base
+    run and with a variant editing as many randomly chosen features).
+    """
+    from refute.interp._sae import feature_hooks
+
+    ids = sorted(int(f) for f in features)
+    label = ",".join(map(str, ids[:8])) + ("..." if len(ids) > 8 else "")
+    name = name or f"sae-{'ablate' if not value else 'clamp'}(site={site},features={label}" + (
+        f",value={value:g})" if value else ")")
+    return Variant(base, name, lambda model: feature_hooks(sae, site, ids, value),
+                   {"sae_site": str(site), "sae_features": ",".join(map(str, ids))})
