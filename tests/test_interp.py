@@ -179,20 +179,26 @@ def test_orthogonalized_weights_match_the_ablation_hook(backend, tmp_path: Path)
     assert (out / "refute_intervention.json").exists()
 
 
-def test_variants_have_their_own_spec_and_generate_with_hooks(backend, store):
+def _replies_through_engine(models, store) -> dict[str, list[str | None]]:
+    """Run four benign tasks on each model (or variant) through the engine; replies by model spec."""
     from refute.engine import TaskConfig, run_task
     from refute.models import GenerateConfig
 
+    task = TaskConfig(dataset="benign-tasks", limit=4, generate=GenerateConfig(max_tokens=6))
+    replies = {}
+    for m in models:
+        run = run_task(task, m, store, progress=False)
+        assert store.get_run(run.id).model_spec == m.info.spec
+        replies[m.info.spec] = [s.completion for s in store.samples(run.id)]
+    return replies
+
+
+def test_variants_have_their_own_spec_and_generate_with_hooks(backend, store):
     d = Direction(torch.randn(32, generator=torch.Generator().manual_seed(5)) * 50, layer=1, position=-1)
     abl, add = ablated(backend, d), steered(backend, d, 1, 4.0)
     n_hooks = _hook_count(backend.model)
     assert abl.info.spec.startswith(backend.info.spec + "+ablate(") and add.info.spec != abl.info.spec
-    task = TaskConfig(dataset="benign-tasks", limit=4, generate=GenerateConfig(max_tokens=6))
-    texts = {}
-    for m in (backend, add):
-        run = run_task(task, m, store, progress=False)
-        assert store.get_run(run.id).model_spec == m.info.spec
-        texts[m.info.spec] = [s.completion for s in store.samples(run.id)]
+    texts = _replies_through_engine([backend, add], store)
     assert texts[backend.info.spec] != texts[add.info.spec]  # the hook was active while generating
     assert _hook_count(backend.model) == n_hooks
 
@@ -428,9 +434,7 @@ def test_cross_entropy_ignores_left_padding(tiny_backend):
 
 
 def test_sae_feature_edits_are_model_variants_the_engine_measures(tiny_backend, store, tmp_path: Path):
-    from refute.engine import TaskConfig, run_task
     from refute.interp import SAEConfig, feature_edited, train_sae
-    from refute.models import GenerateConfig
 
     model, tok = tiny_backend.model, tiny_backend.tokenizer
     texts = render_prompts(tok, PROMPTS * 4)
@@ -441,11 +445,6 @@ def test_sae_feature_edits_are_model_variants_the_engine_measures(tiny_backend, 
     assert clamp.info.spec == f"{tiny_backend.info.spec}+sae-clamp(site=resid_pre.1,features=3,7,value=500)"
     assert ablate.info.spec.endswith("+sae-ablate(site=resid_pre.1,features=3,7)")
     n_hooks = _hook_count(model)
-    task = TaskConfig(dataset="benign-tasks", limit=4, generate=GenerateConfig(max_tokens=6))
-    replies = {}
-    for m in (tiny_backend, clamp):
-        run = run_task(task, m, store, progress=False)
-        assert store.get_run(run.id).model_spec == m.info.spec
-        replies[m.info.spec] = [s.completion for s in store.samples(run.id)]
+    replies = _replies_through_engine([tiny_backend, clamp], store)
     assert replies[tiny_backend.info.spec] != replies[clamp.info.spec]  # the clamp was in while generating
     assert _hook_count(model) == n_hooks  # and removed after
