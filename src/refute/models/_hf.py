@@ -155,25 +155,25 @@ class HFBackend:
     def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, Completion]]:
         """Generate in batches of similar length; yields each batch's results as it finishes."""
         texts = [render_prompt(self.tokenizer, r.messages) for r in requests]
-        lengths = [len(self.tokenizer(t, add_special_tokens=self._add_special).input_ids) for t in texts]
+        ids = self.tokenizer(texts, add_special_tokens=self._add_special).input_ids  # tokenized once
         # Group by settings, then sort by length so a batch wastes little on padding.
-        order = sorted(range(len(requests)), key=lambda i: (_config_key(requests[i].config), lengths[i]))
+        order = sorted(range(len(requests)), key=lambda i: (_config_key(requests[i].config), len(ids[i])))
         for _, same_config in groupby(order, key=lambda i: _config_key(requests[i].config)):
             indices = list(same_config)
             for start in range(0, len(indices), self.preferred_batch_size):
                 batch = indices[start : start + self.preferred_batch_size]
                 try:
-                    results = self._generate_batch([texts[i] for i in batch], [requests[i] for i in batch])
+                    results = self._generate_batch([ids[i] for i in batch], [requests[i] for i in batch])
                 except Exception as exc:  # one bad batch is recorded, not raised
                     results = [Completion(text="", error=f"{type(exc).__name__}: {exc}")] * len(batch)
                 yield from zip(batch, results)
 
-    def _generate_batch(self, texts: list[str], requests: list[GenerateRequest]) -> list[Completion]:
+    def _generate_batch(self, ids: list[list[int]], requests: list[GenerateRequest]) -> list[Completion]:
         torch = self._torch
         from transformers import GenerationConfig, LogitsProcessorList
 
         config = requests[0].config
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=self._add_special)
+        enc = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")  # left-padded
         enc = {k: v.to(self.device) for k, v in enc.items()}
         gen_config = GenerationConfig(
             max_new_tokens=config.max_tokens,
