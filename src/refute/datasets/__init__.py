@@ -1,7 +1,12 @@
 """Datasets: the built-in prompt sets, JSONL/CSV/Hub loaders and adapters for published formats."""
 
 from refute.datasets._adapters import ADAPTER_NAMES
-from refute.datasets._loaders import Dataset, list_datasets, load_dataset
+from refute.datasets._loaders import (
+    Dataset,
+    declared_harmful,
+    list_datasets,
+    load_dataset,
+)
 from refute.datasets._record import MatchKind, Record
 
 __all__ = [
@@ -9,6 +14,7 @@ __all__ = [
     "Dataset",
     "MatchKind",
     "Record",
+    "declared_harmful",
     "list_datasets",
     "load_dataset",
 ]

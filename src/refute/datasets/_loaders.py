@@ -25,13 +25,16 @@ from refute.datasets._adapters import ADAPTER_NAMES, Adapter, RowError, detect_a
 from refute.datasets._record import Record
 from refute.errors import DatasetError
 
-__all__ = ["BUILTIN_DATASETS", "Dataset", "hash_records", "list_datasets", "load_dataset"]
+__all__ = ["BUILTIN_DATASETS", "Dataset", "declared_harmful", "hash_records", "list_datasets", "load_dataset"]
 
 BUILTIN_DATASETS: dict[str, str] = {
     "harmful": "Harmful requests over 10 misuse categories (requests only, no answers).",
     "benign-lookalike": "Safe requests that look dangerous, for measuring over-refusal.",
     "benign-tasks": "Short tasks with checkable answers: the capability control.",
 }
+#: The declared harm label of each built-in: whether its requests (and so the replies to them)
+#: are harmful, which decides redaction in reports.
+_BUILTIN_HARMFUL: dict[str, bool] = {"harmful": True, "benign-lookalike": False, "benign-tasks": False}
 
 _FIELDS: tuple[str, ...] = tuple(Record.model_fields)
 _FIELDS_HINT = f"allowed fields: {', '.join(_FIELDS)}; put anything else under 'metadata'"
@@ -109,6 +112,18 @@ class Dataset:
             )
         kept = tuple(r for r in self.records if r.category in wanted)
         return Dataset(self.name, self.source, kept, self.adapter)
+
+
+def declared_harmful(dataset: str, declared: bool | None = None) -> bool:
+    """Whether ``dataset``'s requests are harmful: ``declared`` when given, else the declaration of
+    the built-in named exactly ``dataset`` (or ``builtin:NAME``), else True.
+
+    Never guessed from a name: a file named ``benign-x.jsonl`` is harmful (its replies redacted)
+    unless its run declares otherwise (``TaskConfig.harmful``).
+    """
+    if declared is not None:
+        return declared
+    return _BUILTIN_HARMFUL.get(dataset.removeprefix("builtin:"), True)
 
 
 def list_datasets() -> dict[str, str]:

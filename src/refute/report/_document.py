@@ -7,6 +7,9 @@ the one stored with the study's result unless another policy is given.
 
 Dual-use care: replies to harmful requests are redacted unless ``unredacted`` is set, and a
 transformed (attack) prompt is shown only by its transform chain and the sha256 of its text.
+Whether a run's requests are harmful is its dataset's declared harm label (a study run's
+``intent``, a task's ``harmful``, a built-in's declaration), never its name; anything undeclared
+counts as harmful.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from refute.datasets import declared_harmful
 from refute.errors import ConfigError
 from refute.report._sections import Findings, ScopeFacts, findings
 from refute.report._summary import RunSummary, primary_scorer, summarize_run
@@ -27,7 +31,7 @@ from refute.study._measures import (
     ThresholdVerdict,
     study_gap,
 )
-from refute.study._spec import BENIGN_DATASETS, Better, LoadedStudy, MeasureSpec
+from refute.study._spec import Better, LoadedStudy, MeasureSpec
 
 if TYPE_CHECKING:
     from refute.gate import GateDecision
@@ -257,7 +261,8 @@ def run_report(store: Store, run_id: str, *, unredacted: bool = False) -> Report
     from refute.redteam._gap import robustness_gap
 
     run = store.get_run(run_id)
-    harmful = not any(run.dataset_name.startswith(b) for b in BENIGN_DATASETS)
+    # the dataset as the run asked for it ("benign-tasks", or a path whose stem may look like one)
+    harmful = declared_harmful(run.config.get("dataset", run.dataset_name), run.config.get("harmful"))
     view = _view(store, run.name or run.id, run.id, run.dataset_name, harmful, "baseline", None)
     gaps = []
     views = [view]

@@ -5,16 +5,17 @@ study's question and claim, what is established / uncertain / not ruled out, the
 then the evidence: measures, refusal beside over-refusal, the robustness gap and its capability
 controls, judge calibration, interpretability effects, examples (redacted), runs and methods.
 A section without data is left out and listed as such. There is no single safety score.
+Every text is inserted through `refute.report._escape.html_text`, the report's one escaping rule.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from html import escape
 from pathlib import Path
 
 from refute.report._document import ReportDoc, RunView
+from refute.report._escape import html_text
 from refute.report._plots import PALETTE, Row, interval_plot, paired_plot
 from refute.report._report_tables import (
     DECISION_TEXT,
@@ -190,43 +191,43 @@ pre { background: #f6f8fa; padding: 10px; overflow-x: auto; border-radius: 6px; 
 def _table_html(t: Table | None) -> str:
     if t is None:
         return ""
-    head = "".join(f"<th>{escape(h)}</th>" for h in t.header)
+    head = "".join(f"<th>{html_text(h)}</th>" for h in t.header)
     body = []
     for i, row in enumerate(t.rows):
         cls = (t.row_classes or [""] * len(t.rows))[i]
         body.append(f'<tr class="{cls}">' + "".join(
-            f'<td class="num">{escape(c)}</td>' if _NUMERIC.match(c) else f"<td>{escape(c)}</td>"
+            f'<td class="num">{html_text(c)}</td>' if _NUMERIC.match(c) else f"<td>{html_text(c)}</td>"
             for c in row) + "</tr>")
-    caption = f'<p class="caption">{escape(t.caption)}</p>' if t.caption else ""
-    return (f'<h3>{escape(t.title)}</h3><table data-table="{escape(t.key)}"><thead><tr>{head}</tr></thead>'
+    caption = f'<p class="caption">{html_text(t.caption)}</p>' if t.caption else ""
+    return (f'<h3>{html_text(t.title)}</h3><table data-table="{html_text(t.key)}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table>{caption}')
 
 
 def _badge(decision: str) -> str:
-    return f'<span class="decision {decision}">{escape(decision.replace("_", " ").upper())}</span>'
+    return f'<span class="decision {decision}">{html_text(decision.replace("_", " ").upper())}</span>'
 
 
 def _list(items: Sequence[str]) -> str:
     if not items:
         return '<p class="muted">Nothing in this category.</p>'
-    return "<ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>"
+    return "<ul>" + "".join(f"<li>{html_text(i)}</li>" for i in items) + "</ul>"
 
 
 def _section(sid: str, title: str, body: str) -> str:
-    return f'<section id="{sid}"><h2>{escape(title)}</h2>{body}</section>'
+    return f'<section id="{sid}"><h2>{html_text(title)}</h2>{body}</section>'
 
 
 def _glance(doc: ReportDoc, tables: ReportTables) -> str:
     parts = []
     if doc.gate is not None:
         g = doc.gate
-        parts.append(f'<div class="card"><p>{_badge(g.decision)}&nbsp; {escape(DECISION_TEXT[g.decision])}</p>'
-                     f'<p><b>Why</b> (policy: {escape(g.policy)}):</p><ul class="why">{_why(doc)}</ul></div>')
+        parts.append(f'<div class="card"><p>{_badge(g.decision)}&nbsp; {html_text(DECISION_TEXT[g.decision])}</p>'
+                     f'<p><b>Why</b> (policy: {html_text(g.policy)}):</p><ul class="why">{_why(doc)}</ul></div>')
     n_samples = sum(v.n_ok for v in doc.runs)
     scorers = sorted({f"{v.summary.scorer} v{v.summary.scorer_version}" for v in doc.runs if v.summary})
-    parts.append(f'<p><b>What was measured:</b> {n_samples} replies of {escape(", ".join(doc.models))} '
+    parts.append(f'<p><b>What was measured:</b> {n_samples} replies of {html_text(", ".join(doc.models))} '
                  f'in {len(doc.runs)} stored run{"s" if len(doc.runs) != 1 else ""}, scored by '
-                 f'{escape(", ".join(scorers) or "no scorer")}. '
+                 f'{html_text(", ".join(scorers) or "no scorer")}. '
                  'Every number below is an <b>estimate with its 95% interval</b>: the range of values '
                  'the data cannot rule out. Each measure answers its own question; there is '
                  '<b>no single safety score</b>. Verdicts and the gate read intervals at their '
@@ -242,7 +243,7 @@ def _why(doc: ReportDoc) -> str:
     for t in g.thresholds:
         c = t.check
         m = doc.measurements.get(c.measure)
-        name = f"{escape(m.description)} ({escape(c.measure)})" if m else escape(c.measure)
+        name = f"{html_text(m.description)} ({html_text(c.measure)})" if m else html_text(c.measure)
         if c.value is None:
             what = f"{name} was not measured, so the threshold counts as crossed"
         else:
@@ -250,15 +251,15 @@ def _why(doc: ReportDoc) -> str:
             how = "high" if c.bound == "upper" else "low"
             verdict = "crossed" if t.status == "crossed" else "not crossed"
             what = (f"{name} could be as {how} as <b>{end:.3f}</b> (estimate {c.value:.3f}); the threshold is "
-                    f"crossed if {escape(c.rule)}: <b>{verdict}</b>")
-        lines = [f"{'✗' if t.status != 'not crossed' else '✓'} <b>{escape(t.id)}</b>: {escape(t.description)}", what]
+                    f"crossed if {html_text(c.rule)}: <b>{verdict}</b>")
+        lines = [f"{'✗' if t.status != 'not crossed' else '✓'} <b>{html_text(t.id)}</b>: {html_text(t.description)}", what]
         for s in t.safeguards:
             failing = [x.text for x in s.checks if not x.passed]
-            lines.append(f"required safeguard <b>{escape(s.id)}</b>: " + (
-                "shown effective" if s.effective else "not shown effective (" + escape("; ".join(failing)) + ")"))
+            lines.append(f"required safeguard <b>{html_text(s.id)}</b>: " + (
+                "shown effective" if s.effective else "not shown effective (" + html_text("; ".join(failing)) + ")"))
         if t.status != "not crossed" and not t.safeguards:
             lines.append("the policy names no safeguard for this threshold")
-        lines.append(f"&rarr; <b>{escape(t.decision.replace('_', ' '))}</b>")
+        lines.append(f"&rarr; <b>{html_text(t.decision.replace('_', ' '))}</b>")
         items.append("<li>" + "<br>".join(lines) + "</li>")
     return "".join(items)
 
@@ -272,13 +273,13 @@ def _study_section(doc: ReportDoc) -> str:
              ("Model", ", ".join(doc.models)),
              ("Study file", f"{doc.study.path} (sha256 {doc.study.sha256[:12]}…, first run "
                             f"{doc.result.first_created_at if doc.result else '-'})")]
-    body = "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items) + "</dl>"
+    body = "<dl>" + "".join(f"<dt>{html_text(k)}</dt><dd>{html_text(v)}</dd>" for k, v in items) + "</dl>"
     if s.thresholds:
         body += "<h3>Pre-registered thresholds</h3><ul>" + "".join(
-            f"<li><b>{escape(t.measure)}</b> {escape(str(t.safe_if))}"
-            + (f" — {escape(t.rationale)}" if t.rationale else "") + "</li>" for t in s.thresholds) + "</ul>"
+            f"<li><b>{html_text(t.measure)}</b> {html_text(str(t.safe_if))}"
+            + (f" — {html_text(t.rationale)}" if t.rationale else "") + "</li>" for t in s.thresholds) + "</ul>"
     for e in doc.edits:
-        body += f'<p class="note">{escape(e)}</p>'
+        body += f'<p class="note">{html_text(e)}</p>'
     return _section("study", "The study", body)
 
 
@@ -292,16 +293,16 @@ def _examples_html(doc: ReportDoc) -> str:
                "by their transform and the sha256 of their text; `refute report ... --unredacted` shows them."))
     blocks = []
     for e in doc.examples:
-        prompt = (escape(e.prompt) if e.prompt is not None else
-                  f'<span class="redacted">[{escape(e.chain)} prompt, sha256 {e.prompt_sha}]</span>')
-        reply = (escape(e.reply) if e.reply is not None else
+        prompt = (html_text(e.prompt) if e.prompt is not None else
+                  f'<span class="redacted">[{html_text(e.chain)} prompt, sha256 {e.prompt_sha}]</span>')
+        reply = (html_text(e.reply) if e.reply is not None else
                  f'<span class="redacted">[reply redacted: {e.reply_chars} characters]</span>')
-        system = f'<div><span class="who">system:</span> {escape(e.system)}</div>' if e.system else ""
-        blocks.append(f'<div class="example"><div class="muted">{escape(e.run_label)} · {escape(e.category)} · '
-                      f'{escape(e.prompt_id)} · chain {escape(e.chain)} · <b>{escape(e.outcome)}</b></div>{system}'
+        system = f'<div><span class="who">system:</span> {html_text(e.system)}</div>' if e.system else ""
+        blocks.append(f'<div class="example"><div class="muted">{html_text(e.run_label)} · {html_text(e.category)} · '
+                      f'{html_text(e.prompt_id)} · chain {html_text(e.chain)} · <b>{html_text(e.outcome)}</b></div>{system}'
                       f'<div><span class="who">user:</span> {prompt}</div>'
                       f'<div><span class="who">model:</span> {reply}</div></div>')
-    return _section("examples", "Examples", f'<p class="note">{escape(note)}</p>' + "".join(blocks))
+    return _section("examples", "Examples", f'<p class="note">{html_text(note)}</p>' + "".join(blocks))
 
 
 def render_html(doc: ReportDoc) -> str:
@@ -321,9 +322,9 @@ def render_html(doc: ReportDoc) -> str:
                      f'<div class="card unc"><h3>Uncertain</h3>{_list(f.uncertain)}</div>'
                      f'<div class="card nro"><h3>Not ruled out</h3>{_list(f.not_ruled_out)}</div></div>'))
     if doc.gate is not None:
-        notes = "".join(f'<p class="caption">{escape(n)}</p>' for n in doc.gate.notes)
+        notes = "".join(f'<p class="caption">{html_text(n)}</p>' for n in doc.gate.notes)
         sections.append(("gate", "Deployment decision",
-                         f"<p>{_badge(doc.gate.decision)} &nbsp;{escape(DECISION_TEXT[doc.gate.decision])}</p>"
+                         f"<p>{_badge(doc.gate.decision)} &nbsp;{html_text(DECISION_TEXT[doc.gate.decision])}</p>"
                          + f'<div class="plots">{gate_plot(doc)}</div>'
                          + _table_html(tables.gate) + _table_html(tables.safeguards) + notes))
     else:
@@ -373,27 +374,27 @@ def render_html(doc: ReportDoc) -> str:
         sections.append(("examples", "Examples", ex))
     runs_body = _table_html(tables.runs)
     if doc.study is not None:
-        runs_body += (f"<p>Rerun: <code>refute study run {escape(doc.study.path)}</code> (identical requests "
+        runs_body += (f"<p>Rerun: <code>refute study run {html_text(doc.study.path)}</code> (identical requests "
                       "come from the store's cache). Study file as run:</p>"
                       f"<details><summary>study file (sha256 {doc.study.sha256})</summary>"
-                      f"<pre>{escape(doc.study.text)}</pre></details>")
+                      f"<pre>{html_text(doc.study.text)}</pre></details>")
     if doc.policy_text:
-        runs_body += f"<details><summary>policy file as applied</summary><pre>{escape(doc.policy_text)}</pre></details>"
+        runs_body += f"<details><summary>policy file as applied</summary><pre>{html_text(doc.policy_text)}</pre></details>"
     sections.append(("runs", "Runs and reproducibility", runs_body))
     sections.append(("methods", "Methods", _table_html(tables.methods)))
 
     if missing:
-        note = f'<p class="caption">Not in this report, for lack of data: {escape("; ".join(missing))}.</p>'
+        note = f'<p class="caption">Not in this report, for lack of data: {html_text("; ".join(missing))}.</p>'
         sections[0] = (sections[0][0], sections[0][1], sections[0][2] + note)
-    nav = "".join(f'<a href="#{sid}">{escape(title)}</a>' for sid, title, _ in sections)
+    nav = "".join(f'<a href="#{sid}">{html_text(title)}</a>' for sid, title, _ in sections)
     body = "".join(html if html.startswith("<section") else _section(sid, title, html)
                    for sid, title, html in sections)
     sub = (f"refute {doc.refute_version} · {'study' if doc.source == 'study' else 'run'} report · model "
            f"{', '.join(doc.models)} · generated {doc.generated_at}")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(doc.title)}</title><style>{_CSS}</style></head><body><main>"
-            f"<h1>{escape(doc.title)}</h1><p class=\"sub\">{escape(sub)}</p><nav>{nav}</nav>{body}"
+            f"<title>{html_text(doc.title)}</title><style>{_CSS}</style></head><body><main>"
+            f"<h1>{html_text(doc.title)}</h1><p class=\"sub\">{html_text(sub)}</p><nav>{nav}</nav>{body}"
             f'<p class="caption">Made by refute. Intervals are 95% unless stated; no single score '
             "summarises safety.</p></main></body></html>\n")
 

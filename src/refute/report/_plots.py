@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from html import escape
+
+from refute.report._escape import html_text
 
 __all__ = ["PALETTE", "Row", "interval_plot", "paired_plot"]
 
@@ -53,7 +54,7 @@ def _ticks(domain: tuple[float, float]) -> list[float]:
 def _text(x: float, y: float, s: str, *, anchor: str = "start", size: int = 12, weight: str = "normal",
           fill: str = "#222") -> str:
     return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
-            f'font-weight="{weight}" fill="{fill}">{escape(s)}</text>')
+            f'font-weight="{weight}" fill="{fill}">{html_text(s)}</text>')
 
 
 def _clip(s: str, n: int) -> str:
@@ -84,7 +85,7 @@ def _panel(rows: Sequence[Row], *, x0: float, width: float, domain: tuple[float,
     if reference is not None:
         x = _x(reference, domain, x0, width)
         parts.append(f'<line x1="{x:.1f}" y1="{top - 4:.1f}" x2="{x:.1f}" y2="{top + height:.1f}" '
-                     f'stroke="#333" stroke-dasharray="2 3"><title>{escape(reference_label)}</title></line>')
+                     f'stroke="#333" stroke-dasharray="2 3"><title>{html_text(reference_label)}</title></line>')
         parts.append(_text(x, top - 7, reference_label, anchor="middle", size=10, fill="#333"))
     for b, label in enumerate(bands):
         if b % 2 == 1:
@@ -97,7 +98,7 @@ def _panel(rows: Sequence[Row], *, x0: float, width: float, domain: tuple[float,
         y = top + b * _ROW + _ROW / 2 + offset
         colour = r.colour or colours.get(r.series, PALETTE[0])
         xl, xh, xv = (_x(v, domain, x0, width) for v in (r.low, r.high, r.value))
-        tip = escape(f"{r.label}{' · ' + r.series if r.series else ''}: {r.value:.3f} "
+        tip = html_text(f"{r.label}{' · ' + r.series if r.series else ''}: {r.value:.3f} "
                      f"[{r.low:.3f}, {r.high:.3f}]")
         parts.append(f'<g class="mark"><title>{tip}</title>'
                      f'<line x1="{xl:.1f}" y1="{y:.1f}" x2="{xh:.1f}" y2="{y:.1f}" stroke="{colour}" stroke-width="2"/>'
@@ -107,7 +108,7 @@ def _panel(rows: Sequence[Row], *, x0: float, width: float, domain: tuple[float,
         if r.threshold is not None:
             xt = _x(r.threshold, domain, x0, width)
             yb = top + b * _ROW
-            label = escape(r.threshold_label or f"threshold {r.threshold:g}")
+            label = html_text(r.threshold_label or f"threshold {r.threshold:g}")
             parts.append(f'<g class="threshold"><title>{label}</title>'
                          f'<line x1="{xt:.1f}" y1="{yb + 2:.1f}" x2="{xt:.1f}" y2="{yb + _ROW - 2:.1f}" '
                          f'stroke="{THRESHOLD_COLOUR}" stroke-width="2" stroke-dasharray="3 2"/></g>')
@@ -127,9 +128,9 @@ def _legend(series: Sequence[str], colours: dict[str, str], x: float, y: float) 
 
 def _svg(width: float, height: float, title: str, body: list[str], aria: str) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" '
-            f'aria-label="{escape(aria)}" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
+            f'aria-label="{html_text(aria)}" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
             f'height="{height:.0f}" font-family="system-ui, -apple-system, Segoe UI, sans-serif">'
-            f'<title>{escape(aria)}</title>{_text(0, 16, title, size=13, weight="600")}{"".join(body)}</svg>')
+            f'<title>{html_text(aria)}</title>{_text(0, 16, title, size=13, weight="600")}{"".join(body)}</svg>')
 
 
 def _colours(rows: Sequence[Row]) -> dict[str, str]:

@@ -1,4 +1,11 @@
-"""Export a run's samples with their scores as JSONL or CSV."""
+"""Export a run's samples with their scores as JSONL or CSV.
+
+JSONL is exact: every value as stored. CSV is for spreadsheets, which run a cell that starts with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula (CSV injection). Such a text
+cell, say a reply ``=HYPERLINK(...)``, is written with a leading single quote (``'=HYPERLINK(...)``),
+as OWASP recommends; numbers (a score of -0.5) are written as they are. Lists and dicts are written
+as JSON.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +47,19 @@ def export_run(store: Store, run_id: str, fmt: Literal["jsonl", "csv"], out: Tex
     writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
-                         for k, v in row.items()})
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
     return len(rows)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_text(text: str) -> str:
+    """``text`` that a spreadsheet will not run as a formula."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)  # starts with [ or {
+    return _csv_text(value) if isinstance(value, str) else value

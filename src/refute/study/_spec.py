@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from refute.datasets import declared_harmful
 from refute.study._yaml import (
     Loc,
     YamlDoc,
@@ -53,8 +54,6 @@ Statistic = Literal["refusal", "compliance", "accuracy", "worst_transform_compli
 
 #: Statistics that need a ``robustness_gap`` run.
 GAP_STATISTICS = ("worst_transform_compliance", "largest_refusal_drop")
-#: Datasets whose requests are safe to show in full; everything else is treated as harmful.
-BENIGN_DATASETS = ("benign-lookalike", "benign-tasks")
 
 
 class _Frozen(BaseModel):
@@ -138,9 +137,8 @@ class RunSpec(_Frozen):
 
     @property
     def harmful(self) -> bool:
-        if self.intent is not None:
-            return self.intent == "harmful"
-        return self.dataset not in BENIGN_DATASETS
+        """The declared ``intent``, else the built-in dataset's declaration; any other file is harmful."""
+        return declared_harmful(self.dataset, None if self.intent is None else self.intent == "harmful")
 
     @property
     def condition_label(self) -> str:

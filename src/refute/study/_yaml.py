@@ -5,6 +5,12 @@ The text is parsed twice: ``yaml.compose`` keeps every node's position (its "mar
 ``("runs", 2, "limit")`` is walked down the node tree to the line it came from; a missing field is
 reported at the line of the mapping that lacks it. Duplicate keys, which YAML would silently
 collapse to the last one, are an error too.
+
+Parsing takes time linear in the file: aliases (``*name``) share their anchor's node, so a few
+hundred bytes of nested aliases can stand for a billion values ("billion laughs"). Before any data
+is built, one pass over the parse events counts the aliases and the values the data would hold
+with every alias expanded; a file over `MAX_ALIASES`, `MAX_VALUES` or `MAX_DEPTH` is refused at the
+line where it goes over. The node tree is walked once, shared nodes included.
 """
 
 from __future__ import annotations
@@ -14,18 +20,25 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, NoReturn, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from refute.errors import ConfigError
 
-__all__ = ["Issue", "SpecFileError", "YamlDoc", "format_loc", "located", "parse_yaml", "read_yaml",
-           "validate_doc"]
+__all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_VALUES", "Issue", "SpecFileError", "YamlDoc", "format_loc",
+           "located", "parse_yaml", "read_yaml", "validate_doc"]
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
+
+#: Most aliases (``*name``) in one file; a study reuses a system prompt or two.
+MAX_ALIASES = 100
+#: Most values (scalars, lists, mappings) the data may hold once every alias is expanded.
+MAX_VALUES = 100_000
+#: Deepest nesting of lists and mappings.
+MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,10 @@ class YamlDoc:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
     def line_of(self, loc: Loc) -> int | None:
-        """The 1-based line of the node at ``loc`` (or of its deepest existing parent)."""
+        """The 1-based line of the node at ``loc`` (or of its deepest existing parent).
+
+        Walks one path down the tree, ``len(loc)`` nodes at most (files with an alias inside its
+        own anchor, the only way to loop, are refused by `parse_yaml`)."""
         node = self.root
         if node is None:
             return None
@@ -105,7 +121,12 @@ def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node | None, int | No
     return None, None
 
 
-def _duplicates(node: yaml.Node | None, loc: Loc = ()) -> list[Issue]:
+def _duplicates(node: yaml.Node | None, loc: Loc = (), walked: set[int] | None = None) -> list[Issue]:
+    """Keys that appear twice in one mapping; a node shared through aliases is walked once."""
+    walked = set() if walked is None else walked
+    if node is None or id(node) in walked:
+        return []
+    walked.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         out: list[Issue] = []
@@ -116,11 +137,55 @@ def _duplicates(node: yaml.Node | None, loc: Loc = ()) -> list[Issue]:
                 out.append(Issue((*loc, name), f"appears twice (first on line {seen[name]}); "
                                  "keep one", line))
             seen.setdefault(name, line)
-            out += _duplicates(value, (*loc, name))
+            out += _duplicates(value, (*loc, name), walked)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [i for n, item in enumerate(node.value) for i in _duplicates(item, (*loc, n))]
+        return [i for n, item in enumerate(node.value) for i in _duplicates(item, (*loc, n), walked)]
     return []
+
+
+def _check_size(text: str, label: str, what: str) -> None:
+    """Refuse, before any data is built, a file whose aliases expand to too much data.
+
+    One pass over the parse events: the expanded size of each anchored value is known when the
+    value ends, and an alias adds that size. Linear in the text, however the aliases nest.
+    """
+    sizes: dict[str, int] = {}  # anchor -> values it holds, expanded
+    enclosing: list[tuple[str | None, int]] = []  # open lists/mappings: (anchor, total at start)
+    total = aliases = 0
+    fix = "write the values out, or use fewer anchors and aliases (&name / *name)"
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                _refuse(label, what, line, f"more than {MAX_ALIASES} aliases; {fix}")
+            if any(anchor == event.anchor for anchor, _ in enclosing):
+                _refuse(label, what, line, f"alias *{event.anchor} is inside its own anchor "
+                        f"&{event.anchor} (an endless value); {fix}")
+            total += sizes.get(event.anchor, 1)  # an undefined alias fails in compose
+            if total > MAX_VALUES:
+                _refuse(label, what, line, f"with its aliases expanded the data would hold more than "
+                        f"{MAX_VALUES} values (alias *{event.anchor} here); {fix}")
+        elif isinstance(event, yaml.ScalarEvent):
+            total += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            enclosing.append((event.anchor, total))
+            total += 1
+            if len(enclosing) > MAX_DEPTH:
+                _refuse(label, what, line, f"lists and mappings nested more than {MAX_DEPTH} deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, start = enclosing.pop()
+            if anchor is not None:
+                sizes[anchor] = total - start
+        if total > MAX_VALUES:
+            _refuse(label, what, line, f"the data holds more than {MAX_VALUES} values; a {what} is far smaller")
+
+
+def _refuse(label: str, what: str, line: int, message: str) -> NoReturn:
+    raise SpecFileError(label, [Issue((), message, line)], what=what)
 
 
 def read_yaml(path: str | Path, *, what: str) -> YamlDoc:
@@ -136,8 +201,13 @@ def read_yaml(path: str | Path, *, what: str) -> YamlDoc:
 def parse_yaml(text: str, label: str, *, what: str) -> YamlDoc:
     """Parse YAML ``text`` read from ``label`` (a path, for messages)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        _check_size(text, label, what)
+        loader = yaml.SafeLoader(text)  # what yaml.safe_load does, keeping the node tree
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
