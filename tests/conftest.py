@@ -35,6 +35,18 @@ def default_backend():
     return load_model("default")
 
 
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch):
+    """A fault server, with no proxy or OpenAI variables in the environment."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                 "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    from _fault_server import serve
+
+    with serve() as srv:
+        yield srv
+
+
 @pytest.fixture()
 def store(tmp_path: Path):
     from refute.store import Store

@@ -180,7 +180,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tiny_model_dir, tmp_pat
     kill_after_samples(proc, db_path)
     with Store(db_path) as s:
         run = s.list_runs()[0]
-        assert run.status == "running"  # killed: nobody marked it
+        assert run.status == "interrupted"  # killed: its process is gone, so it is not "running"
         before = {x.prompt_id: (x.id, x.created_at) for x in s.samples(run.id)}
     assert 5 <= len(before) < 40
     result = subprocess.run([sys.executable, "-m", "refute", "run", "--resume", run.id, "--no-progress"],
@@ -207,7 +207,7 @@ def test_multi_turn_run_killed_with_sigkill_resumes_turn_by_turn_transcripts(tin
     with Store(db_path) as s:
         run = s.list_runs()[0]
         before = {x.prompt_id: (x.id, x.created_at, x.messages) for x in s.samples(run.id)}
-    assert run.status == "running" and 3 <= len(before) < 30
+    assert run.status == "interrupted" and 3 <= len(before) < 30
     result = subprocess.run([sys.executable, "-m", "refute", "run", "--resume", run.id, "--no-progress"],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

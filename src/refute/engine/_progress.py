@@ -27,9 +27,19 @@ class ProgressSink(Protocol):
 
 
 class _Rate(ProgressColumn):
+    """Samples completed in this session over the time elapsed: batches finish in bursts, so a
+    windowed speed overstates the rate right after each burst."""
+
+    def __init__(self, done: int) -> None:
+        super().__init__()
+        self._done = done
+
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- samples/s" if speed is None else f"{speed:.2f} samples/s", style="cyan")
+        elapsed = task.finished_time if task.finished else task.elapsed
+        n = task.completed - self._done
+        if not elapsed or n <= 0:
+            return Text("-- samples/s", style="cyan")
+        return Text(f"{n / elapsed:.2f} samples/s", style="cyan")
 
 
 class _Null:
@@ -51,7 +61,7 @@ def progress_bar(description: str, total: int, done: int = 0, enabled: bool = Tr
         yield _Null()
         return
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(done),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         console=Console(stderr=True), transient=False,
     )

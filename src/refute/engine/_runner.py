@@ -1,13 +1,31 @@
-"""The eval engine: plan samples, drive solvers in batches, score and commit each sample."""
+"""The eval engine: plan samples, drive solvers in batches, score and commit each sample.
+
+Nothing it reports is silently wrong:
+
+- The request cache is keyed on everything that can change a reply: the model spec and revision,
+  the backend and all its details (the endpoint and extra body of a server, the dtype of a local
+  model), the sampling settings, the seed and the messages. Each sample records where its replies
+  came from (``request``, ``cache`` or ``mixed``).
+- A reply longer than ``MAX_REPLY_CHARS`` is cut there, and the sample says so (``truncated``).
+- A run ends ``completed`` only when every planned sample completed; ``completed_with_errors``
+  when some failed, ``failed`` when all did, ``interrupted`` when it stopped early. A store
+  failure or Ctrl-C leaves it ``interrupted``, never ``running``, and the exception carries the run
+  id (``refute_run_id``) so the caller can say how to resume.
+- Backends that take concurrent calls (``concurrent = True``: remote servers) are fed one request
+  at a time as slots free up, so one slow reply never holds back the others; local batched
+  backends get batches.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
@@ -21,7 +39,11 @@ from refute.scorers import Scorer, ScoreInput, get_scorer
 from refute.scorers._base import to_record
 from refute.store import RunRecord, SampleRecord, ScoreRecord, Store
 
-__all__ = ["PlannedSample", "plan_samples", "run_task", "resume_run", "derive_seed", "default_scorers"]
+__all__ = ["MAX_REPLY_CHARS", "PlannedSample", "plan_samples", "run_task", "resume_run", "derive_seed",
+           "default_scorers", "final_status"]
+
+#: Longest reply kept, in characters; a longer one is cut here and the sample marked truncated.
+MAX_REPLY_CHARS = 100_000
 
 _VERSIONED = ("refute", "torch", "transformers", "numpy", "scipy", "httpx", "pydantic")
 
@@ -90,9 +112,11 @@ def plan_samples(task: TaskConfig, dataset: Dataset) -> list[PlannedSample]:
 
 
 def cache_key(model: ModelBackend, request: GenerateRequest) -> str:
+    """Everything that can change a reply: model, backend and all its details, settings, seed,
+    messages. A server at another URL, or the same server with another extra body, is another key."""
     payload = {
-        "spec": model.info.spec, "revision": model.info.revision,
-        "dtype": model.info.details.get("dtype"),
+        "spec": model.info.spec, "revision": model.info.revision, "backend": model.info.backend,
+        "details": dict(model.info.details),
         "config": request.config.model_dump(), "seed": request.seed,
         "messages": [m.model_dump() for m in request.messages],
     }
@@ -134,9 +158,21 @@ def run_task(task: TaskConfig, model: ModelBackend, store: Store, *, name: str |
 
 
 def resume_run(run_id: str, store: Store, model: ModelBackend | None = None, *,
-               helpers: dict[str, ModelBackend] | None = None, progress: bool = True) -> RunRecord:
-    """Finish an interrupted run: only samples not yet completed are generated."""
+               helpers: dict[str, ModelBackend] | None = None, progress: bool = True,
+               model_spec: str | None = None, load_options: dict[str, Any] | None = None) -> RunRecord:
+    """Finish an interrupted run: only samples not yet completed (or failed) are generated.
+
+    ``model_spec``, when given, must be the run's own spec (a run cannot change model half way).
+    ``load_options`` override the stored ones (a server that moved: ``{"base_url": ...}``); the
+    run then records the new options and backend details.
+    """
     run = store.get_run(run_id)
+    if run.status == "running" and run.pid != os.getpid():
+        raise StoreError(f"run {run.id} is being run by process {run.pid} on {run.host}; wait for it "
+                         "to finish or stop it, then resume")
+    if model_spec is not None and model_spec != run.model_spec:
+        raise ConfigError(f"run {run.id} used model '{run.model_spec}', not '{model_spec}'; a run "
+                          "cannot change model: start a new run (or drop --model)")
     task = TaskConfig.model_validate(run.config)
     dataset = _load_task_dataset(task)
     if dataset.content_hash != run.dataset_hash:
@@ -144,12 +180,15 @@ def resume_run(run_id: str, store: Store, model: ModelBackend | None = None, *,
             f"run {run.id}: dataset '{task.dataset}' changed since the run started "
             f"(hash {dataset.content_hash[:12]} != {run.dataset_hash[:12]}); start a new run instead"
         )
+    options = {**run.model.get("load_options", {}), **(load_options or {})}
     if model is None:
         from refute.models import load_model
 
-        model = load_model(run.model_spec, **run.model.get("load_options", {}))
+        model = load_model(run.model_spec, **options)
     if model.info.spec != run.model_spec:
         raise ConfigError(f"run {run.id} used model '{run.model_spec}', not '{model.info.spec}'")
+    if load_options or model.info.details != run.model.get("details"):
+        store.set_model(run.id, {**run.model, "details": model.info.details, "load_options": options})
     helpers = dict(helpers or {})
     for role, spec in run.model.get("helpers", {}).items():
         if role not in helpers:
@@ -166,6 +205,17 @@ class _Slot:
     state: SampleState
     run: SolverRun
     request: GenerateRequest
+    sources: set[str] = field(default_factory=set)
+    truncated: bool = False
+
+
+def final_status(ok: int, bad: int, planned: int) -> str:
+    """The status of a run that stopped with ``ok`` completed and ``bad`` failed samples."""
+    if ok + bad < planned:
+        return "interrupted"
+    if bad == 0:
+        return "completed"
+    return "failed" if ok == 0 else "completed_with_errors"
 
 
 def _execute(run: RunRecord, planned: Sequence[PlannedSample], scorers: list[Scorer],
@@ -175,39 +225,170 @@ def _execute(run: RunRecord, planned: Sequence[PlannedSample], scorers: list[Sco
     done = store.completed_keys(run.id)
     todo = deque(p for p in planned if p.key not in done)
     store.set_status(run.id, "running")
-    chunk = max(1, models["target"].preferred_batch_size)
+    engine = _Engine(run.id, task, solve, models, store, scorers)
     try:
         with progress_bar(f"run {run.id}", total=len(planned), done=len(planned) - len(todo),
                           enabled=progress) as bar:
-            active: list[_Slot] = []
-            while todo or active:
-                while todo and len(active) < chunk:
-                    slot = _start(todo.popleft(), task, solve)
-                    if isinstance(slot, _Slot):
-                        active.append(slot)
-                    else:  # the solver failed before asking anything
-                        _commit(store, run.id, slot[0], slot[1], scorers)
-                        bar.advance()
-                active = _step(active, models, store, run.id, scorers, bar)
-    except KeyboardInterrupt:
-        store.set_status(run.id, "interrupted")
+            engine.bar = bar
+            if all(getattr(m, "concurrent", False) for m in models.values()):
+                engine.stream(todo)
+            else:
+                engine.batches(todo)
+    except BaseException as exc:
+        _stop(store, run.id, exc)
         raise
     ok, bad = store.sample_counts(run.id)
-    store.set_status(run.id, "completed" if ok + bad >= len(planned) else "interrupted")
+    store.set_status(run.id, final_status(ok, bad, len(planned)))  # type: ignore[arg-type]
     return store.get_run(run.id)
 
 
-def _start(plan: PlannedSample, task: TaskConfig, solve: Any) -> _Slot | tuple[PlannedSample, SampleState]:
-    state = SampleState(messages=list(plan.messages), config=task.generate, seed=plan.seed)
-    run = solve(state)
+def _stop(store: Store, run_id: str, exc: BaseException) -> None:
+    """Leave a run that stopped on ``exc`` "interrupted" (never "running"), tagged for the caller."""
     try:
-        return _Slot(plan, state, run, next(run))
-    except StopIteration:
-        state.completion = Completion(text="", error="the solver finished without asking the model")
-        return (plan, state)
-    except Exception as exc:  # noqa: BLE001 - one failed sample is recorded, not raised
-        state.completion = Completion(text="", error=f"solver failed: {type(exc).__name__}: {exc}")
-        return (plan, state)
+        store.set_status(run_id, "interrupted")
+    except StoreError:
+        pass  # the store itself is failing (disk full); the run will read as interrupted once
+        # this process is gone
+    try:
+        exc.refute_run_id = run_id  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    if isinstance(exc, StoreError):
+        exc.args = (f"{exc}; run {run_id} stopped: every sample stored so far is kept, finish it "
+                    f"with `refute run --resume {run_id}`",)
+
+
+def _cap(completion: Completion) -> tuple[Completion, bool]:
+    if len(completion.text) <= MAX_REPLY_CHARS:
+        return completion, False
+    return replace(completion, text=completion.text[:MAX_REPLY_CHARS]), True
+
+
+@dataclass
+class _Engine:
+    """Drives the solvers of one run: asks the models, advances each sample, commits it."""
+
+    run_id: str
+    task: TaskConfig
+    solve: Any
+    models: dict[str, ModelBackend]
+    store: Store
+    scorers: list[Scorer]
+    bar: Any = None
+
+    def _start(self, plan: PlannedSample) -> _Slot | None:
+        """A new sample's first request, or None when its solver failed before asking (committed)."""
+        state = SampleState(messages=list(plan.messages), config=self.task.generate, seed=plan.seed)
+        run = self.solve(state)
+        try:
+            return _Slot(plan, state, run, next(run))
+        except StopIteration:
+            state.completion = Completion(text="", error="the solver finished without asking the model")
+        except Exception as exc:  # noqa: BLE001 - one failed sample is recorded, not raised
+            state.completion = Completion(text="", error=f"solver failed: {type(exc).__name__}: {exc}")
+        self._commit(_Slot(plan, state, run, GenerateRequest((), self.task.generate, plan.seed)))
+        return None
+
+    def _key(self, slot: _Slot) -> str:
+        return cache_key(_model_for(self.models, slot.request), slot.request)
+
+    def _cached(self, slot: _Slot) -> Completion | None:
+        return self.store.cache_get(self._key(slot))
+
+    def _advance(self, slot: _Slot, completion: Completion, cached: bool) -> bool:
+        """Hand ``completion`` to the slot's solver; True while the sample asks for more."""
+        if not cached:
+            completion, cut = _cap(completion)
+            slot.truncated = slot.truncated or cut
+            self.store.cache_put(self._key(slot), completion)
+        slot.sources.add("cache" if cached else "request")
+        slot.state.cached = slot.state.cached or cached
+        if completion.ok:
+            try:
+                slot.request = slot.run.send(completion)
+                return True
+            except StopIteration:
+                pass
+            except Exception as exc:  # noqa: BLE001 - one failed sample is recorded, not raised
+                slot.state.completion = Completion(text="", error=f"solver failed: {type(exc).__name__}: {exc}")
+        else:  # a failed request ends the sample with its error
+            slot.state.completion = completion
+            slot.run.close()
+        self._commit(slot)
+        return False
+
+    def _commit(self, slot: _Slot) -> None:
+        _commit(self.store, self.run_id, slot, self.scorers)
+        self.bar.advance()
+
+    # -- local batched backends: one batch per step, every slot answered once ------------------
+
+    def batches(self, todo: deque[PlannedSample]) -> None:
+        chunk = max(1, self.models["target"].preferred_batch_size)
+        active: list[_Slot] = []
+        while todo or active:
+            while todo and len(active) < chunk:
+                slot = self._start(todo.popleft())
+                if slot is not None:
+                    active.append(slot)
+            active = self._step(active)
+
+    def _step(self, active: list[_Slot]) -> list[_Slot]:
+        """Answer every active slot's request once (cache first), advance its solver."""
+        still: list[_Slot] = []
+        misses: list[_Slot] = []
+        for slot in active:
+            hit = self._cached(slot)
+            if hit is None:
+                misses.append(slot)
+            elif self._advance(slot, hit, True):
+                still.append(slot)
+        # Group by role before generating: a slot answered by one model may move on to a request
+        # for another in this same step, and must not be answered twice.
+        by_role = {role: [s for s in misses if s.request.role == role] for role in self.models}
+        for role, mine in by_role.items():
+            if mine:
+                for j, completion in self.models[role].generate([s.request for s in mine]):
+                    if self._advance(mine[j], completion, False):
+                        still.append(mine[j])
+        return still
+
+    # -- concurrent backends (servers): a freed slot is refilled at once ------------------------
+
+    def stream(self, todo: deque[PlannedSample]) -> None:
+        window = max(1, self.models["target"].preferred_batch_size)
+        in_flight: dict[Future[Completion], _Slot] = {}
+        pool = ThreadPoolExecutor(max_workers=window, thread_name_prefix="refute-engine")
+        try:
+            while todo or in_flight:
+                while todo and len(in_flight) < window:
+                    slot = self._start(todo.popleft())
+                    if slot is not None:
+                        self._dispatch(slot, pool, in_flight)
+                if not in_flight:
+                    continue
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    slot = in_flight.pop(future)
+                    if self._advance(slot, future.result(), False):
+                        self._dispatch(slot, pool, in_flight)
+        finally:  # on Ctrl-C or a store failure, do not wait for requests still in flight
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _dispatch(self, slot: _Slot, pool: ThreadPoolExecutor,
+                  in_flight: dict[Future[Completion], _Slot]) -> None:
+        """Answer from the cache while it can; send the first miss to the slot's model."""
+        while (hit := self._cached(slot)) is not None:
+            if not self._advance(slot, hit, True):
+                return
+        model = _model_for(self.models, slot.request)
+        in_flight[pool.submit(_ask_one, model, slot.request)] = slot
+
+
+def _ask_one(model: ModelBackend, request: GenerateRequest) -> Completion:
+    for _, completion in model.generate([request]):
+        return completion
+    return Completion(text="", error=f"{model.info.spec}: no reply")
 
 
 def _model_for(models: dict[str, ModelBackend], request: GenerateRequest) -> ModelBackend:
@@ -217,54 +398,8 @@ def _model_for(models: dict[str, ModelBackend], request: GenerateRequest) -> Mod
     return models[request.role]
 
 
-def _step(active: list[_Slot], models: dict[str, ModelBackend], store: Store, run_id: str,
-          scorers: list[Scorer], bar: Any) -> list[_Slot]:
-    """Answer every active slot's request once (cache first), advance its solver."""
-    keys = [cache_key(_model_for(models, s.request), s.request) for s in active]
-    answered: list[tuple[int, Completion, bool]] = []
-    misses: list[int] = []
-    for i, key in enumerate(keys):
-        hit = store.cache_get(key)
-        if hit is not None:
-            answered.append((i, hit, True))
-        else:
-            misses.append(i)
-    still_active: list[_Slot] = []
-
-    def advance(i: int, completion: Completion, cached: bool) -> None:
-        slot = active[i]
-        if not cached:
-            store.cache_put(keys[i], completion)
-        slot.state.cached = slot.state.cached or cached
-        if completion.ok:
-            try:
-                slot.request = slot.run.send(completion)
-                still_active.append(slot)
-                return
-            except StopIteration:
-                pass
-            except Exception as exc:  # noqa: BLE001 - one failed sample is recorded, not raised
-                slot.state.completion = Completion(text="", error=f"solver failed: {type(exc).__name__}: {exc}")
-        else:  # a failed request ends the sample with its error
-            slot.state.completion = completion
-            slot.run.close()
-        _commit(store, run_id, slot.plan, slot.state, scorers)
-        bar.advance()
-
-    for i, completion, cached in answered:
-        advance(i, completion, True)
-    # Group by role before generating: a slot answered by one model may move on to a request for
-    # another in this same step, and must not be answered twice.
-    by_role = {role: [i for i in misses if active[i].request.role == role] for role in models}
-    for role, mine in by_role.items():
-        if mine:
-            for j, completion in models[role].generate([active[i].request for i in mine]):
-                advance(mine[j], completion, False)
-    return still_active
-
-
-def _commit(store: Store, run_id: str, plan: PlannedSample, state: SampleState,
-            scorers: list[Scorer]) -> None:
+def _commit(store: Store, run_id: str, slot: _Slot, scorers: list[Scorer]) -> None:
+    plan, state = slot.plan, slot.state
     completion = state.completion
     error = completion.error if completion is not None else None
     turns = state.turns or ([completion] if completion is not None else [])
@@ -277,6 +412,8 @@ def _commit(store: Store, run_id: str, plan: PlannedSample, state: SampleState,
         latency_s=sum(t.latency_s for t in turns),
         finish_reason=completion.finish_reason if completion else None,
         cached=state.cached, error=error, metadata=state.metadata,
+        source=None if not slot.sources else slot.sources.pop() if len(slot.sources) == 1 else "mixed",
+        truncated=slot.truncated,
     )
     scores: list[ScoreRecord] = []
     if error is None and completion is not None:

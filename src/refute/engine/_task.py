@@ -38,6 +38,10 @@ class TaskConfig(BaseModel):
     scorers: list[PluginSpec] | None = Field(
         None, description="Scorers; None picks match for tasks with targets, else refusal."
     )
+    harmful: bool | None = Field(
+        None, description="Declared harm label of the dataset (decides report redaction); None takes "
+        "the built-in dataset's declaration and treats any other dataset as harmful.",
+    )
     transforms: list[str] = Field(
         default_factory=lambda: ["none"],
         description="Transform chains, each applied to every prompt ('none' = canonical).",

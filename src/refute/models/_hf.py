@@ -114,7 +114,7 @@ class HFBackend:
             self.model = model or AutoModelForCausalLM.from_pretrained(
                 source, dtype=self.torch_dtype, revision=revision
             )
-        except OSError as exc:
+        except (OSError, ValueError, KeyError) as exc:  # ValueError: a directory that is no model
             raise ModelError(
                 f"could not load '{source}' with transformers: {exc}. A local directory needs "
                 "config.json, weights and tokenizer files; a hub id needs network access "

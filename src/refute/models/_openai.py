@@ -148,6 +148,9 @@ class OpenAIBackend:
         )
         #: Enough requests to keep every concurrency slot busy while finished ones are stored.
         self.preferred_batch_size = concurrency * 4
+        #: ``generate`` may be called from several threads at once (they share one loop and one
+        #: concurrency bound), so the engine can send each request as soon as a slot frees up.
+        self.concurrent = True
 
         self._lock = threading.Lock()
         self._closed = False
@@ -406,11 +409,20 @@ def _parse_completion(response: httpx.Response, latency: float) -> Completion:
         raise BackendRequestError(
             f"HTTP {status} but not a chat completion: {problem}", status=status, retryable=True
         )
+    if content is None:
+        # No text at all (a refused-by-filter reply, a tool call, a server bug) is not an empty
+        # answer: stored as one, it would be scored as a refusal. It is an error the run reports.
+        finish = choice.get("finish_reason")
+        raise BackendRequestError(
+            f"HTTP {status} but the reply has no content (finish_reason {finish!r}); "
+            "an incomplete reply is not stored as an answer",
+            status=status, retryable=False,
+        )
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else {}
     finish = choice.get("finish_reason")
     return Completion(
-        text=content or "",
+        text=content,
         input_tokens=_count(usage.get("prompt_tokens")),
         output_tokens=_count(usage.get("completion_tokens")),
         latency_s=latency,

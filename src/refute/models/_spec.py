@@ -55,6 +55,8 @@ def load_model(
     device: str = "cpu",
     batch_size: int | None = None,
     concurrency: int = 8,
+    timeout_s: float | None = None,
+    max_retries: int | None = None,
 ) -> ModelBackend:
     """Load the backend a spec names. Heavy libraries are imported here, not at import time."""
     parsed = parse_spec(spec)
@@ -64,9 +66,15 @@ def load_model(
         kwargs: dict[str, Any] = {"concurrency": concurrency}
         if base_url:
             kwargs["base_url"] = base_url
+        if timeout_s is not None:
+            kwargs["timeout_s"] = timeout_s
+        if max_retries is not None:
+            kwargs["max_retries"] = max_retries
         return OpenAIBackend(parsed.target, **kwargs)
     if base_url:
         raise ConfigError(f"--base-url only applies to openai:<model> specs, not '{spec}'")
+    if timeout_s is not None or max_retries is not None:
+        raise ConfigError(f"--timeout and --retries only apply to openai:<model> specs, not '{spec}'")
     from refute.models._hf import HFBackend
 
     local: dict[str, Any] = {"dtype": dtype, "device": device}
@@ -84,4 +92,8 @@ def load_model(
             raise ConfigError(f"model spec '{spec}': no GGUF file at {path}")
         converted = ensure_converted(path)
         return HFBackend(converted, spec=spec, recorded_revision=f"gguf:{converted.name}", **local)
+    target = Path(parsed.target).expanduser()
+    if target.exists() and not (target / "config.json").is_file():
+        raise ConfigError(f"model spec '{spec}': {target} is not a model directory (no config.json); "
+                          "point hf: at a directory saved with save_pretrained, or at a hub id")
     return HFBackend(parsed.target, spec=spec, **local)

@@ -6,7 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RunStatus = Literal["running", "completed", "interrupted", "failed"]
+RunStatus = Literal["running", "completed", "completed_with_errors", "interrupted", "failed"]
+#: Statuses of a run that has stopped for good with every planned sample tried.
+FINISHED: frozenset[str] = frozenset({"completed", "completed_with_errors", "failed"})
+#: Where a sample's replies came from.
+ReplySource = Literal["request", "cache", "mixed"]
 
 
 class RunRecord(BaseModel):
@@ -17,7 +21,10 @@ class RunRecord(BaseModel):
     id: str = Field(description="Run id (12 hex characters).")
     kind: str = Field(description="What made it: eval, redteam, interp, ...")
     name: str | None = Field(None, description="A human name for the run.")
-    status: RunStatus = Field(description="running, completed, interrupted or failed.")
+    status: RunStatus = Field(
+        description="running; completed (every sample ok); completed_with_errors (every sample "
+        "tried, some failed); failed (every sample failed, or the run could not go on); "
+        "interrupted (stopped early, or its process is gone: resume it).")
     created_at: str = Field(description="UTC ISO-8601 time the run started.")
     finished_at: str | None = Field(None, description="UTC ISO-8601 time it completed.")
     model_spec: str = Field(description="The spec string of the model (default, hf:..., ...).")
@@ -28,6 +35,8 @@ class RunRecord(BaseModel):
     dataset_name: str = Field(description="Dataset name or path.")
     dataset_hash: str = Field(description="SHA-256 of the dataset's records.")
     n_planned: int = Field(description="Samples the run plans: prompts x chains x epochs.")
+    pid: int | None = Field(None, description="Process that last drove the run.")
+    host: str | None = Field(None, description="Host name of that process.")
 
 
 class SampleRecord(BaseModel):
@@ -48,7 +57,10 @@ class SampleRecord(BaseModel):
     output_tokens: int | None = None
     latency_s: float | None = None
     finish_reason: str | None = None
-    cached: bool = Field(False, description="Answered from the request cache.")
+    cached: bool = Field(False, description="Any reply answered from the request cache.")
+    source: ReplySource | None = Field(
+        None, description="Where the replies came from: request, cache or mixed (None: older stores).")
+    truncated: bool = Field(False, description="A reply was cut at the engine's size cap.")
     error: str | None = Field(None, description="Why the sample failed; None when it completed.")
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Solver extras: attacker attempts, per-turn details."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -23,7 +23,10 @@ CREATE TABLE IF NOT EXISTS runs (
     versions_json  TEXT NOT NULL,
     dataset_name   TEXT NOT NULL,
     dataset_hash   TEXT NOT NULL,
-    n_planned      INTEGER NOT NULL
+    n_planned      INTEGER NOT NULL,
+    pid            INTEGER,
+    host           TEXT,
+    proc_start     TEXT
 );
 CREATE TABLE IF NOT EXISTS samples (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -43,6 +46,8 @@ CREATE TABLE IF NOT EXISTS samples (
     error           TEXT,
     metadata_json   TEXT NOT NULL DEFAULT '{}',
     created_at      TEXT NOT NULL,
+    source          TEXT,
+    truncated       INTEGER NOT NULL DEFAULT 0,
     UNIQUE (run_id, prompt_id, epoch, transform_chain)
 );
 CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id);
@@ -70,3 +75,18 @@ CREATE TABLE IF NOT EXISTS cache (
     created_at    TEXT NOT NULL
 );
 """
+
+#: Statements that bring a store of the keyed version to the next one.
+MIGRATIONS: dict[int, str] = {
+    # v1 -> v2: runs record the process that drives them (a stale "running" run is detected);
+    # samples record where their replies came from and whether the reply was cut at the size cap.
+    # v1 cache keys did not name the endpoint, so a v1 cache cannot be trusted: it is emptied.
+    1: """
+ALTER TABLE runs ADD COLUMN pid INTEGER;
+ALTER TABLE runs ADD COLUMN host TEXT;
+ALTER TABLE runs ADD COLUMN proc_start TEXT;
+ALTER TABLE samples ADD COLUMN source TEXT;
+ALTER TABLE samples ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
+DELETE FROM cache;
+""",
+}

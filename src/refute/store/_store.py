@@ -1,8 +1,15 @@
-"""The SQLite store: WAL mode, one transaction per sample, so a killed run loses nothing."""
+"""The SQLite store: WAL mode, one transaction per sample, so a killed run loses nothing.
+
+Every SQLite failure (a lock held longer than the timeout, a full disk, a read-only file) becomes
+a `StoreError` that says what happened and what to do; no ``sqlite3`` exception escapes. A store
+that cannot be written (a read-only file or directory) is opened read-only: it can be listed,
+shown and exported, and writing to it fails with a clear error.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
@@ -15,8 +22,9 @@ from typing import Any
 from refute._paths import store_path
 from refute.errors import RunNotFoundError, StoreError
 from refute.models._base import Completion
+from refute.store._process import is_alive, this_process
 from refute.store._records import RunRecord, RunStatus, SampleRecord, ScoreRecord
-from refute.store._schema import SCHEMA, SCHEMA_VERSION
+from refute.store._schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 __all__ = ["Store", "open_store", "utc_now"]
 
@@ -29,44 +37,119 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+_LOCK_TIMEOUT_S = 30.0
+
+
+def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """What a SQLite failure means for the user, and what to do about it."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        why = (f"another process held the store locked for more than {_LOCK_TIMEOUT_S:g} s; "
+               "wait for it (or stop it) and try again")
+    elif "full" in text:
+        why = "the disk holding it is full; free space and try again"
+    elif "readonly" in text or "read-only" in text:
+        why = "it cannot be written (read-only file or directory); use --store with a writable path"
+    else:
+        why = f"SQLite failed ({text})"
+    return StoreError(f"store {path}: {why}")
+
+
 class Store:
     """A refute store on disk. Safe to open from several processes (SQLite WAL)."""
 
-    def __init__(self, path: str | PathLike[str]) -> None:
+    def __init__(self, path: str | PathLike[str], *, read_only: bool = False) -> None:
+        """Open (or create) the store at ``path``; ``read_only`` opens an existing store for
+        reading only, as happens anyway when the file or its directory cannot be written."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise StoreError(f"store {self.path} is a directory; give a file path such as "
+                             f"{self.path / 'refute.db'}")
+        if read_only and not self.path.is_file():
+            raise StoreError(f"no store at {self.path}; check --store or $REFUTE_STORE")
+        self.read_only = read_only or (self.path.exists() and not _writable(self.path))
         try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            if self.read_only:
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                           timeout=_LOCK_TIMEOUT_S, isolation_level=None)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, timeout=_LOCK_TIMEOUT_S, isolation_level=None)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            if not self.read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._init_schema()
+        except OSError as exc:
+            raise StoreError(f"store {self.path}: cannot create it ({exc.strerror or exc}); "
+                             "use --store with a writable path") from None
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable refute store ({exc})") from exc
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise _store_error(self.path, exc) from None
+            raise StoreError(f"{self.path}: not a usable refute store ({exc})") from None
 
     def _init_schema(self) -> None:
-        self._db.executescript(SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-        elif int(row["value"]) != SCHEMA_VERSION:
+        if self.read_only:
+            version = self._version()
+            if version is None:
+                raise StoreError(f"{self.path}: read-only and not a refute store")
+        else:
+            self._db.executescript(SCHEMA)
+            version = self._version()
+            if version is None:
+                self._db.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
+                                 (str(SCHEMA_VERSION),))
+                version = SCHEMA_VERSION
+            while version in MIGRATIONS and version < SCHEMA_VERSION:
+                self._db.executescript(
+                    "BEGIN IMMEDIATE;" + MIGRATIONS[version]
+                    + f"UPDATE meta SET value='{version + 1}' WHERE key='schema_version'; COMMIT;"
+                )
+                version += 1
+        if version != SCHEMA_VERSION:
             raise StoreError(
-                f"{self.path}: store schema version {row['value']}, this refute reads version "
+                f"{self.path}: store schema version {version}, this refute reads version "
                 f"{SCHEMA_VERSION}; use a matching refute version or a new --store path"
             )
 
+    def _version(self) -> int | None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else int(row["value"])
+
+    def _read(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._db.execute(sql, tuple(args)).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc) from None
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction; a SQLite failure inside it is rolled back and raised as
+        `StoreError`."""
+        if self.read_only:
+            raise StoreError(f"store {self.path} is read-only; use --store with a writable path")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc) from None
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the transaction is gone already (SQLite rolls back on some errors)
+            if isinstance(exc, sqlite3.Error):
+                raise _store_error(self.path, exc) from None
             raise
-        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -82,34 +165,47 @@ class Store:
     def create_run(self, *, kind: str, name: str | None, model_spec: str, model_revision: str | None,
                    model: dict[str, Any], config: dict[str, Any], versions: dict[str, str],
                    dataset_name: str, dataset_hash: str, n_planned: int) -> RunRecord:
+        me = this_process()
         run = RunRecord(
             id=uuid.uuid4().hex[:12], kind=kind, name=name, status="running", created_at=utc_now(),
             model_spec=model_spec, model_revision=model_revision, model=model, config=config,
             versions=versions, dataset_name=dataset_name, dataset_hash=dataset_hash,
-            n_planned=n_planned,
+            n_planned=n_planned, pid=me.pid, host=me.host,
         )
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO runs (id, kind, name, status, created_at, model_spec, model_revision,"
-                " model_json, config_json, versions_json, dataset_name, dataset_hash, n_planned)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " model_json, config_json, versions_json, dataset_name, dataset_hash, n_planned,"
+                " pid, host, proc_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.id, kind, name, run.status, run.created_at, model_spec, model_revision,
                  _dumps(model), _dumps(config), _dumps(versions), dataset_name, dataset_hash,
-                 n_planned),
+                 n_planned, me.pid, me.host, me.start),
             )
         return run
 
     def set_status(self, run_id: str, status: RunStatus) -> None:
-        finished = utc_now() if status == "completed" else None
+        """Record a run's status; "running" also records this process as the one driving it."""
+        finished = utc_now() if status in ("completed", "completed_with_errors", "failed") else None
         with self.transaction() as db:
-            db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?", (status, finished, run_id))
+            if status == "running":
+                me = this_process()
+                db.execute("UPDATE runs SET status=?, finished_at=NULL, pid=?, host=?, proc_start=?"
+                           " WHERE id=?", (status, me.pid, me.host, me.start, run_id))
+            else:
+                db.execute("UPDATE runs SET status=?, finished_at=? WHERE id=?",
+                           (status, finished, run_id))
+
+    def set_model(self, run_id: str, model: dict[str, Any]) -> None:
+        """Replace a run's backend details (a resumed run whose server moved records the new one)."""
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET model_json=? WHERE id=?", (_dumps(model), run_id))
 
     def get_run(self, run_id: str) -> RunRecord:
         """A run by id or unique id prefix (at least 4 characters)."""
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT * FROM runs WHERE id = ? OR (length(?) >= 4 AND id LIKE ? || '%')",
             (run_id, run_id, run_id),
-        ).fetchall()
+        )
         if not rows:
             raise RunNotFoundError(
                 f"no run '{run_id}' in store {self.path}; `refute runs list` shows the runs there"
@@ -120,23 +216,25 @@ class Store:
         return _run_from_row(rows[0])
 
     def list_runs(self, limit: int | None = None) -> list[RunRecord]:
+        if limit is not None and limit < 1:
+            raise StoreError(f"list_runs: limit must be at least 1, got {limit}")
         sql = "SELECT * FROM runs ORDER BY created_at DESC"
-        rows = self._db.execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ()).fetchall()
+        rows = self._read(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
         return [_run_from_row(r) for r in rows]
 
     def sample_counts(self, run_id: str) -> tuple[int, int]:
         """(completed samples, failed samples) of a run."""
-        row = self._db.execute(
+        row = self._read(
             "SELECT SUM(error IS NULL) AS ok, SUM(error IS NOT NULL) AS bad FROM samples WHERE run_id=?",
             (run_id,),
-        ).fetchone()
+        )[0]
         return int(row["ok"] or 0), int(row["bad"] or 0)
 
     # -- samples and scores -------------------------------------------------------------------
 
     def completed_keys(self, run_id: str) -> set[tuple[str, int, str]]:
         """(prompt id, epoch, chain) of every sample that completed without error."""
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT prompt_id, epoch, transform_chain FROM samples WHERE run_id=? AND error IS NULL",
             (run_id,),
         )
@@ -148,20 +246,23 @@ class Store:
             cur = db.execute(
                 "INSERT INTO samples (run_id, prompt_id, category, epoch, transform_chain, seed,"
                 " messages_json, completion, input_tokens, output_tokens, latency_s, finish_reason,"
-                " cached, error, metadata_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " cached, error, metadata_json, created_at, source, truncated)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (run_id, prompt_id, epoch, transform_chain) DO UPDATE SET"
                 " seed=excluded.seed, messages_json=excluded.messages_json,"
                 " completion=excluded.completion, input_tokens=excluded.input_tokens,"
                 " output_tokens=excluded.output_tokens, latency_s=excluded.latency_s,"
                 " finish_reason=excluded.finish_reason, cached=excluded.cached,"
                 " error=excluded.error, metadata_json=excluded.metadata_json,"
-                " created_at=excluded.created_at"
+                " created_at=excluded.created_at, source=excluded.source,"
+                " truncated=excluded.truncated"
                 " WHERE samples.error IS NOT NULL"
                 " RETURNING id",
                 (sample.run_id, sample.prompt_id, sample.category, sample.epoch,
                  sample.transform_chain, sample.seed, _dumps(sample.messages), sample.completion,
                  sample.input_tokens, sample.output_tokens, sample.latency_s, sample.finish_reason,
-                 int(sample.cached), sample.error, _dumps(sample.metadata), utc_now()),
+                 int(sample.cached), sample.error, _dumps(sample.metadata), utc_now(),
+                 sample.source, int(sample.truncated)),
             )
             row = cur.fetchone()
             if row is None:
@@ -197,14 +298,14 @@ class Store:
 
     def samples(self, run_id: str, *, include_errors: bool = True) -> list[SampleRecord]:
         sql = "SELECT * FROM samples WHERE run_id=?" + ("" if include_errors else " AND error IS NULL")
-        rows = self._db.execute(sql + " ORDER BY id", (run_id,)).fetchall()
+        rows = self._read(sql + " ORDER BY id", (run_id,))
         return [_sample_from_row(r) for r in rows]
 
     def scores(self, run_id: str, scorer: str | None = None) -> list[ScoreRecord]:
         sql, args = "SELECT * FROM scores WHERE run_id=?", [run_id]
         if scorer is not None:
             sql, args = sql + " AND scorer=?", [run_id, scorer]
-        rows = self._db.execute(sql + " ORDER BY sample_id", args).fetchall()
+        rows = self._read(sql + " ORDER BY sample_id", args)
         return [
             ScoreRecord(sample_id=r["sample_id"], run_id=r["run_id"], scorer=r["scorer"],
                         scorer_version=r["scorer_version"], value=r["value"], label=r["label"],
@@ -214,18 +315,19 @@ class Store:
 
     def scorers_of(self, run_id: str) -> dict[str, str]:
         """Scorer name -> version(s) that labelled this run."""
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT scorer, group_concat(DISTINCT scorer_version) AS v FROM scores WHERE run_id=?"
             " GROUP BY scorer", (run_id,)
-        ).fetchall()
+        )
         return {r["scorer"]: r["v"] for r in rows}
 
     # -- request cache ------------------------------------------------------------------------
 
     def cache_get(self, key: str) -> Completion | None:
-        row = self._db.execute("SELECT * FROM cache WHERE key=?", (key,)).fetchone()
-        if row is None:
+        rows = self._read("SELECT * FROM cache WHERE key=?", (key,))
+        if not rows:
             return None
+        row = rows[0]
         return Completion(text=row["completion"], input_tokens=row["input_tokens"],
                           output_tokens=row["output_tokens"], latency_s=row["latency_s"],
                           finish_reason=row["finish_reason"])
@@ -242,13 +344,22 @@ class Store:
             )
 
 
+def _writable(path: Path) -> bool:
+    """Whether SQLite can write the store: the file and its directory (for the WAL files)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
 def _run_from_row(row: sqlite3.Row) -> RunRecord:
+    status = row["status"]
+    if status == "running" and not is_alive(row["pid"], row["host"], row["proc_start"]):
+        status = "interrupted"  # its process is gone: killed, or crashed
     return RunRecord(
-        id=row["id"], kind=row["kind"], name=row["name"], status=row["status"],
+        id=row["id"], kind=row["kind"], name=row["name"], status=status,
         created_at=row["created_at"], finished_at=row["finished_at"], model_spec=row["model_spec"],
         model_revision=row["model_revision"], model=json.loads(row["model_json"]),
         config=json.loads(row["config_json"]), versions=json.loads(row["versions_json"]),
         dataset_name=row["dataset_name"], dataset_hash=row["dataset_hash"], n_planned=row["n_planned"],
+        pid=row["pid"], host=row["host"],
     )
 
 
@@ -260,9 +371,10 @@ def _sample_from_row(row: sqlite3.Row) -> SampleRecord:
         input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
         latency_s=row["latency_s"], finish_reason=row["finish_reason"], cached=bool(row["cached"]),
         error=row["error"], metadata=json.loads(row["metadata_json"]), created_at=row["created_at"],
+        source=row["source"], truncated=bool(row["truncated"]),
     )
 
 
-def open_store(path: str | PathLike[str] | None = None) -> Store:
+def open_store(path: str | PathLike[str] | None = None, *, read_only: bool = False) -> Store:
     """Open the store at ``path``, ``$REFUTE_STORE`` or ``.refute/refute.db``."""
-    return Store(store_path(path))
+    return Store(store_path(path), read_only=read_only)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from refute.engine import PluginSpec, TaskConfig, run_task
+from refute.engine import PluginSpec, TaskConfig, resume_run, run_task
 from refute.errors import ConfigError
 from refute.models import GenerateConfig, ModelBackend
 from refute.store import RunRecord, Store
@@ -234,6 +234,7 @@ def _tasks(store: Store, study: LoadedStudy, run: RunSpec) -> list[tuple[str, st
         epochs=run.epochs, system=run.system, template=run.template, seed=run.seed,
         generate=GenerateConfig(max_tokens=run.max_tokens, temperature=run.temperature),
         scorers=scorers, transforms=chains,
+        harmful=None if run.intent is None else run.intent == "harmful",
     )
     if run.type == "eval":
         return [("", "eval", main)]
@@ -265,6 +266,18 @@ def _reusable(store: Store, spec: str, kind: str, task: TaskConfig) -> RunRecord
             ok, bad = store.sample_counts(r.id)
             if bad == 0 and ok >= r.n_planned:
                 return r
+    return None
+
+
+def _resumable(store: Store, name: str, spec: str, kind: str, task: TaskConfig) -> RunRecord | None:
+    """This study run's own earlier attempt that stopped early (killed, Ctrl-C, a failed store) or
+    with failed samples: resumed (failed samples are tried again) rather than left behind beside a
+    new run."""
+    config = task.model_dump(mode="json")
+    for r in store.list_runs():
+        if (r.name == name and r.kind == kind and r.model_spec == spec and r.config == config
+                and r.status in ("interrupted", "completed_with_errors", "failed")):
+            return r
     return None
 
 
@@ -321,9 +334,14 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
                     continue
                 reused_all = False
                 backend = models.get(spec)
-                say(f"{run.id}{suffix}: running {task.dataset} x {len(task.transforms)} chain(s)")
-                record = run_task(task, backend, store, name=f"study:{study.hash12}:{run.id}{suffix}",
-                                  kind=kind, progress=progress)
+                name = f"study:{study.hash12}:{run.id}{suffix}"
+                stopped = _resumable(store, name, spec, kind, task)
+                if stopped is not None:
+                    say(f"{run.id}{suffix}: resuming interrupted run {stopped.id}")
+                    record = resume_run(stopped.id, store, backend, progress=progress)
+                else:
+                    say(f"{run.id}{suffix}: running {task.dataset} x {len(task.transforms)} chain(s)")
+                    record = run_task(task, backend, store, name=name, kind=kind, progress=progress)
                 ids.append(record.id)
             refs[run.id] = RunRef(ids[0], ids[1] if len(ids) > 1 else None, reused_all)
     finally:
