@@ -257,3 +257,43 @@ def test_one_held_reply_does_not_stop_the_rest_of_the_run(tmp_path):
         worker.join(timeout=30)
         assert reached == 96, f"only {reached} of 96 requests were sent while one reply was held"
         assert box["run"].status == "completed"
+
+
+# -- 5. a study run again after an interruption resumes its runs, it does not add new ones ---------
+
+
+class InterruptAfter:
+    """Answers like ``inner`` until ``n`` replies have been given, then raises KeyboardInterrupt."""
+
+    def __init__(self, inner, n: int) -> None:
+        self.inner, self.n, self.given = inner, n, 0
+        self.info, self.preferred_batch_size = inner.info, 4
+
+    def generate(self, requests):
+        for i, completion in self.inner.generate(requests):
+            if self.given >= self.n:
+                raise KeyboardInterrupt
+            self.given += 1
+            yield i, completion
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_study_run_after_an_interruption_resumes_the_stopped_run(tmp_path):
+    from test_study_gate import ScriptedModel, write_study
+
+    from refute.study import load_study, run_study
+
+    study = load_study(write_study(tmp_path))
+    with Store(tmp_path / "refute.db") as store:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            run_study(study, store, model=InterruptAfter(ScriptedModel(), 10), progress=False)
+        (stopped,) = store.list_runs()
+        assert stopped.status == "interrupted" and caught.value.refute_run_id == stopped.id
+        assert store.sample_counts(stopped.id) == (10, 0)
+        run_study(study, store, model=ScriptedModel(), progress=False)
+        runs = store.list_runs()
+        assert len(runs) == 5 and all(r.status == "completed" for r in runs)
+        resumed = store.get_run(stopped.id)
+        assert resumed.status == "completed" and store.sample_counts(stopped.id) == (resumed.n_planned, 0)

@@ -335,7 +335,7 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
                 reused_all = False
                 backend = models.get(spec)
                 name = f"study:{study.hash12}:{run.id}{suffix}"
-                stopped = _resumable(store, name, spec, kind, task)
+                stopped = _resumable(store, name, backend.info.spec, kind, task)
                 if stopped is not None:
                     say(f"{run.id}{suffix}: resuming interrupted run {stopped.id}")
                     record = resume_run(stopped.id, store, backend, progress=progress)
