@@ -53,7 +53,7 @@ def test_malformed_dataset_is_named_and_nothing_runs(tmp_path):
     bad.write_text('{"id": "a", "prompt": "ok"}\n{"id": "b", "prompt": "x", "colour": 3}\n')
     db = tmp_path / "cli.db"
     result = runner.invoke(app, ["run", "--model", "hf:/nonexistent", "--dataset", str(bad), "--store", str(db)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "bad.jsonl:2" in result.output and "colour" in result.output
     with Store(db) as s:
         assert s.list_runs() == []
@@ -62,12 +62,12 @@ def test_malformed_dataset_is_named_and_nothing_runs(tmp_path):
 @pytest.mark.parametrize("spec", ["mystery-model", "hf:", "ollama:llama3"])
 def test_unknown_model_spec_says_what_is_valid(spec, tmp_path):
     result = runner.invoke(app, ["run", "--model", spec, "--dataset", "harmful", "--store", str(tmp_path / "x.db")])
-    assert result.exit_code == 1 and "openai:<model>" in result.output
+    assert result.exit_code == 2 and "openai:<model>" in result.output
 
 
 def test_resume_of_unknown_run_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["run", "--resume", "deadbeef", "--store", str(tmp_path / "x.db")])
-    assert result.exit_code == 1 and "no run 'deadbeef'" in result.output
+    assert result.exit_code == 2 and "no run 'deadbeef'" in result.output
 
 
 @pytest.mark.parametrize("command", [["run"], ["demo"], ["export"], ["compare"], ["plan"],

@@ -383,7 +383,7 @@ def test_cli_causal_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path):
     assert html.count("<svg") == 2 and '<table class="checks">' in html
     assert "ablation - baseline (harmful)" in (tmp_path / "causal.md").read_text()
     bad = CliRunner().invoke(app, [*args[:4], "--n-test", "500", "--store", str(tmp_path / "r.db")])
-    assert bad.exit_code == 1 and "cannot give" in bad.output
+    assert bad.exit_code == 2 and "cannot give" in bad.output
 
 
 def test_default_splits_are_disjoint_deterministic_and_sized():

@@ -321,7 +321,7 @@ def test_pair_run_killed_with_sigkill_resumes_without_loss_or_duplicates(tiny_mo
     kill_after_samples(proc, db_path)
     with Store(db_path) as s:
         run = s.list_runs()[0]
-        assert run.status == "running"  # killed: nobody marked it
+        assert run.status == "interrupted"  # killed: its process is gone, so it is not "running"
         before = {x.prompt_id: (x.id, x.created_at, x.completion, x.metadata) for x in s.samples(run.id)}
         assert 5 <= len(before) < n
         attacker = Scripted("fake:attacker", pair_attacker)

@@ -374,7 +374,7 @@ def test_cli_validate_and_score(tmp_path: Path, store) -> None:
     assert "Cohen's kappa" in res.output and (tmp_path / "cli" / "validations").is_dir()
     bad = _write(tmp_path, ['{"completion": "x"}'], "bad.jsonl")
     res = CliRunner().invoke(app, ["judge", "validate", "--labels", str(bad), "--store", str(db)])
-    assert res.exit_code == 1 and "bad.jsonl:1" in res.output and "field 'label'" in res.output
+    assert res.exit_code == 2 and "bad.jsonl:1" in res.output and "field 'label'" in res.output
     run_id, _ = _run_with_samples(store)
     res = CliRunner().invoke(app, ["score", run_id, "--arg", "mode=rules", "--store", str(store.path)])
     assert res.exit_code == 0, res.output

@@ -192,7 +192,7 @@ def test_a_malformed_study_names_file_line_and_field_and_runs_nothing(tmp_path, 
     path = write_study(tmp_path, STUDY.replace(old, new, 1))
     db = tmp_path / "refute.db"
     result = runner.invoke(app, ["study", "run", str(path), "--store", str(db)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert f"{path}:{line}" in text.replace("\n", "")
     if field:
@@ -220,13 +220,13 @@ def test_a_malformed_policy_names_file_line_and_field_and_runs_nothing(tmp_path,
     path = write_study(tmp_path, policy=POLICY.replace(old, new, 1))
     db = tmp_path / "refute.db"
     result = runner.invoke(app, ["study", "run", str(path), "--store", str(db)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert f"{tmp_path / 'policy.yaml'}:{line}" in text and f"field '{field}'" in text and words in text
     with Store(db) as s:
         assert s.list_runs() == []
     gated = runner.invoke(app, ["gate", str(tmp_path / "policy.yaml"), "--study", str(path), "--store", str(db)])
-    assert gated.exit_code == 1 and "policy.yaml" in gated.output
+    assert gated.exit_code == 2 and "policy.yaml" in gated.output
 
 
 def test_the_shipped_example_study_and_policy_are_valid():
@@ -404,7 +404,7 @@ def test_gate_cli_exits_non_zero_when_blocked(tmp_path):
     with Store(db) as store:
         result = run_study(load_study(path), store, model=ScriptedModel(), progress=False)
     blocked = runner.invoke(app, ["gate", str(tmp_path / "policy.yaml"), "--study", str(path), "--store", str(db)])
-    expected = {"restrict": 2, "pause": 3}.get(result.gate["decision"], 0)
+    expected = {"restrict": 3, "pause": 4}.get(result.gate["decision"], 0)
     assert blocked.exit_code == expected and expected != 0
     assert "misuse" in blocked.stdout and "bound" in blocked.stdout
     lenient = tmp_path / "lenient.yaml"
@@ -416,7 +416,7 @@ def test_gate_cli_exits_non_zero_when_blocked(tmp_path):
 def test_report_of_a_study_that_was_never_run_says_how_to_run_it(tmp_path):
     path = write_study(tmp_path)
     result = runner.invoke(app, ["report", str(path), "--store", str(tmp_path / "refute.db")])
-    assert result.exit_code == 1 and "refute study run" in result.output
+    assert result.exit_code == 2 and "refute study run" in result.output
 
 
 def test_new_commands_explain_themselves_with_an_example():

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from refute.cli._common import StoreOption, err, friendly_errors, out, store_from
+from refute.cli._common import StoreOption, bad_input, check_output_path, err, friendly_errors, out, store_from
 
 
 @friendly_errors
@@ -38,9 +38,14 @@ def demo(
     """
     from refute.cli._study import print_decision, rich_table
     from refute.demo import run_demo
+    from refute.models import parse_spec
     from refute.report._gap_table import gap_table
     from refute.report._report_tables import report_tables
 
+    with bad_input():
+        parse_spec(model)
+    if output is not None:
+        check_output_path(output, "--output")
     with store_from(store) as db:
         result = run_demo(db, model_spec=model, output=output, unredacted=unredacted, progress=progress,
                           on_event=lambda m: err.print(f"[dim]{m}[/]"))

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from refute.cli._common import StoreOption, err, friendly_errors, out, store_from
+from refute.cli._common import StoreOption, bad_input, err, friendly_errors, out, store_from
 from refute.errors import ConfigError
 
 judge_app = typer.Typer(help="Measure scorers and judges against human labels.", no_args_is_help=True)
@@ -94,7 +94,8 @@ def validate_cmd(
 
     if labels is None:
         labels = Path(__file__).resolve().parent.parent / "scorers" / "data" / "refusal_labels.jsonl"
-    s = get_scorer(scorer, **_scorer_args(arg, judge))
+    with bad_input():  # an unknown scorer or bad --arg is the user's input (exit 2)
+        s = get_scorer(scorer, **_scorer_args(arg, judge))
     err.print(f"scoring {labels} with {s.name} v{s.version} ...")
     result = validate(s, labels, subset=split)
     summary = Table(title=f"{result.scorer} v{result.scorer_version} vs {Path(result.labels_path).name}"
@@ -138,7 +139,7 @@ def score(
     scorer: ScorerOption = "refusal",
     arg: ArgOption = None,
     judge: JudgeOption = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per scoring batch (judges answer a batch at once).")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Samples per scoring batch (judges answer a batch at once).", min=1)] = 64,
     store: StoreOption = None,
 ) -> None:
     """Re-score a stored run with a scorer; no new generation. Earlier scores by the same scorer
@@ -152,7 +153,8 @@ def score(
     """
     from refute.scorers import get_scorer, rescore_run
 
-    s = get_scorer(scorer, **_scorer_args(arg, judge))
+    with bad_input():
+        s = get_scorer(scorer, **_scorer_args(arg, judge))
     with store_from(store) as db:
         run = db.get_run(run_id)
         written = rescore_run(db, run.id, s, batch_size=batch_size,

@@ -2,42 +2,60 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
-from refute.cli._common import StoreOption, err, friendly_errors, out, store_from
+from refute.cli._common import StoreOption, err, finite, friendly_errors, out, store_from
 from refute.errors import ConfigError
+
+#: Options that define a run; a resumed run keeps its own and refuses new ones.
+_TASK_OPTIONS = ("dataset", "limit", "epochs", "max_tokens", "temperature", "top_p", "seed", "system",
+                 "template", "scorer", "transform", "adapter", "solver", "solver_arg", "name", "dtype",
+                 "batch_size", "harm")
+#: TaskConfig / GenerateConfig fields -> the option that sets them, for error messages.
+_OPTION_OF = {"limit": "--limit", "epochs": "--epochs", "max_tokens": "--max-tokens",
+              "temperature": "--temperature", "top_p": "--top-p", "template": "--template",
+              "system": "--system", "seed": "--seed", "dataset": "--dataset"}
 
 
 @friendly_errors
 def run(
+    ctx: typer.Context,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model spec: default, gemma3-270m, hf:REPO_OR_DIR, gguf:FILE, openai:MODEL.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Built-in name (harmful, benign-lookalike, benign-tasks) or a JSONL/CSV file.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N prompts.")] = None,
-    epochs: Annotated[int, typer.Option(help="Samples per prompt, each with its own seed.")] = 1,
-    max_tokens: Annotated[int, typer.Option(help="Most new tokens per reply.")] = 64,
-    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N prompts.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Samples per prompt, each with its own seed.")] = 1,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Most new tokens per reply.")] = 64,
+    temperature: Annotated[float, typer.Option(min=0.0, callback=finite, help="0 = greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling mass, in (0, 1].")] = 1.0,
     seed: Annotated[int, typer.Option(help="Run seed; each sample's seed derives from it.")] = 0,
     system: Annotated[str | None, typer.Option(help="System prompt (default: the model's own).")] = None,
     template: Annotated[str, typer.Option(help="User message template containing {prompt}.")] = "{prompt}",
     scorer: Annotated[list[str] | None, typer.Option("--scorer", help="Scorer name (repeatable). Default: match for tasks with answers, else refusal (the measured scorer).")] = None,
     transform: Annotated[list[str] | None, typer.Option("--transform", "-t", help="Transform chain such as base64 or rot13+roleplay (repeatable); the canonical prompt always runs too.")] = None,
     adapter: Annotated[str | None, typer.Option(help="Dataset adapter: harmbench, advbench, jailbreakbench, strongreject, xstest.")] = None,
+    harm: Annotated[str | None, typer.Option(help="Declare the dataset 'harmful' or 'benign' (decides report redaction). Default: the built-in dataset's declaration; any file counts as harmful.")] = None,
     solver: Annotated[str, typer.Option(help="How each conversation unfolds: single_turn, scripted_escalation (multi-turn, no attacker model), ...")] = "single_turn",
     solver_arg: Annotated[list[str] | None, typer.Option("--solver-arg", help="Solver argument KEY=VALUE (repeatable; values parsed as JSON when they can be), e.g. turns=3.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
-    base_url: Annotated[str | None, typer.Option(help="Server URL for openai:MODEL specs.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Server URL for openai:MODEL specs (with --resume: where the run goes on).")] = None,
     dtype: Annotated[str, typer.Option(help="Local models: auto (bf16 where the CPU supports it), float32, bfloat16.")] = "auto",
-    batch_size: Annotated[int | None, typer.Option(help="Local models: prompts per batch (default 32).")] = None,
-    concurrency: Annotated[int, typer.Option(help="Remote models: requests in flight.")] = 8,
-    resume: Annotated[str | None, typer.Option("--resume", help="Finish the run with this id; nothing completed is redone.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Local models: prompts per batch (default 32).")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Remote models: requests in flight.")] = 8,
+    timeout: Annotated[float | None, typer.Option(min=0.0, help="Remote models: seconds one request may take (default 60).")] = None,
+    retries: Annotated[int | None, typer.Option(min=0, help="Remote models: tries after a transient failure (default 6).")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Finish the run with this id; nothing completed is redone. --base-url, --concurrency, --timeout and --retries may change.")] = None,
     store: StoreOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Run an eval and store every sample as it completes.
+
+    Exit code 0 when every sample completed; 1 when any failed (the count and the resume command
+    are printed); 2 for bad input, before any run is created; 130 on Ctrl-C.
 
     Examples:
 
@@ -49,47 +67,105 @@ def run(
 
       refute run -m default -d harmful --solver scripted_escalation --solver-arg turns=3
 
-      refute run --resume 3f2a9c1b7d4e
+      refute run --resume 3f2a9c1b7d4e --base-url http://new-host:8000/v1
     """
-    from refute.engine import PluginSpec, TaskConfig, resume_run, run_task
-    from refute.models import GenerateConfig, load_model
+    from refute.engine import resume_run, run_task
+    from refute.models import load_model
     from refute.report import print_run_summary
 
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"--dtype '{dtype}': choose auto, float32 or bfloat16")
+    options = {"dtype": dtype, "batch_size": batch_size, "concurrency": concurrency,
+               "base_url": base_url, "timeout_s": timeout, "max_retries": retries}
     with store_from(store) as db:
         if resume:
-            record = resume_run(resume, db, progress=progress)
+            given = [f"--{o.replace('_', '-')}" for o in _TASK_OPTIONS if _given(ctx, o)]
+            if given:
+                raise ConfigError(f"--resume keeps the run's own settings; drop {', '.join(given)} "
+                                  "(only --model, --base-url, --concurrency, --timeout, --retries apply)")
+            overrides = {k: v for k, v in options.items()
+                         if v is not None and _given(ctx, _PARAM_OF.get(k, k))}
+            record = resume_run(resume, db, progress=progress, model_spec=model, load_options=overrides)
         else:
             if not model or not dataset:
                 raise ConfigError("refute run needs --model and --dataset (or --resume RUN_ID); see --help")
-            if Path(dataset).exists():  # store an absolute path so --resume works from anywhere
-                dataset = str(Path(dataset).resolve())
-            task = TaskConfig(
-                dataset=dataset, dataset_adapter=adapter, limit=limit, epochs=epochs, system=system,
-                template=template, seed=seed,
-                generate=GenerateConfig(max_tokens=max_tokens, temperature=temperature, top_p=top_p),
-                scorers=[PluginSpec(name=s) for s in scorer] if scorer else None,
-                transforms=["none", *(transform or [])],
-                solver=PluginSpec(name=solver, args=_parse_args(solver_arg or [])),
-            )
-            from refute.datasets import load_dataset
-
-            load_dataset(dataset, adapter=adapter, limit=limit)  # fail fast, before loading a model
-            options = {"dtype": dtype, "batch_size": batch_size, "concurrency": concurrency,
-                       "base_url": base_url}
-            options = {k: v for k, v in options.items() if v is not None}
-            backend = load_model(model, **options)
+            task = _task(dataset, adapter, limit, epochs, max_tokens, temperature, top_p, seed, system,
+                         template, scorer, transform, solver, solver_arg, harm)
+            _check_before_loading(task)
+            load = {k: v for k, v in options.items() if v is not None}
+            backend = load_model(model, **load)
             try:
-                record = run_task(task, backend, db, name=name, load_options=options, progress=progress)
+                record = run_task(task, backend, db, name=name, load_options=load, progress=progress)
             finally:
                 backend.close()
         err.print(f"run [bold]{record.id}[/] {record.status}; store {Path(db.path)}")
         print_run_summary(db, record.id, out)
+        ok, bad = db.sample_counts(record.id)
+    if record.status != "completed":
+        err.print(f"[bold red]{bad} of {record.n_planned} samples failed[/]"
+                  + (f", {record.n_planned - ok - bad} not run" if ok + bad < record.n_planned else "")
+                  + f"; fix the cause, then finish it with: refute run --resume {record.id}",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+#: load_model keyword -> the CLI parameter that sets it.
+_PARAM_OF = {"timeout_s": "timeout", "max_retries": "retries"}
+
+
+def _given(ctx: typer.Context, param: str) -> bool:
+    """Whether the user typed ``param`` on the command line (not a default or the environment)."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _task(dataset: str, adapter: str | None, limit: int | None, epochs: int, max_tokens: int,
+          temperature: float, top_p: float, seed: int, system: str | None, template: str,
+          scorer: list[str] | None, transform: list[str] | None, solver: str,
+          solver_arg: list[str] | None, harm: str | None) -> Any:
+    """The task the options describe; a bad value is a `ConfigError` naming its option."""
+    from refute.engine import PluginSpec, TaskConfig
+    from refute.models import GenerateConfig
+
+    if harm not in (None, "harmful", "benign"):
+        raise ConfigError(f"--harm '{harm}': choose harmful or benign")
+    if Path(dataset).exists():  # store an absolute path so --resume works from anywhere
+        dataset = str(Path(dataset).resolve())
+    try:
+        return TaskConfig(
+            dataset=dataset, dataset_adapter=adapter, limit=limit, epochs=epochs, system=system,
+            template=template, seed=seed,
+            generate=GenerateConfig(max_tokens=max_tokens, temperature=temperature, top_p=top_p),
+            scorers=[PluginSpec(name=s) for s in scorer] if scorer else None,
+            transforms=["none", *(transform or [])],
+            solver=PluginSpec(name=solver, args=_parse_args(solver_arg or [])),
+            harmful=None if harm is None else harm == "harmful",
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][-1]) if first["loc"] else ""
+        where = _OPTION_OF.get(field, f"--{field.replace('_', '-')}")
+        raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def _check_before_loading(task: Any) -> None:
+    """Everything that can be wrong with a task, found before a model loads or a run exists."""
+    from refute.datasets import load_dataset
+    from refute.engine import get_solver
+    from refute.redteam import parse_chain
+    from refute.scorers import get_scorer
+
+    load_dataset(task.dataset, adapter=task.dataset_adapter, limit=task.limit)
+    get_solver(task.solver.name, **task.solver.args)
+    for spec in task.scorers or []:
+        get_scorer(spec.name, **spec.args)
+    for chain in task.transforms:
+        if chain != "none":
+            parse_chain(chain)
 
 
 def _parse_args(pairs: list[str]) -> dict[str, object]:
     """KEY=VALUE pairs; a value is read as JSON when it parses (numbers, booleans), else a string."""
-    import json
-
     args: dict[str, object] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

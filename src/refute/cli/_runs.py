@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from refute.cli._common import StoreOption, err, friendly_errors, out, store_from
+from refute.cli._common import (
+    StoreOption,
+    atomic_output,
+    check_output_path,
+    err,
+    friendly_errors,
+    out,
+    store_from,
+)
 
 runs_app = typer.Typer(help="List and inspect stored runs.", no_args_is_help=True)
 
@@ -18,7 +26,7 @@ runs_app = typer.Typer(help="List and inspect stored runs.", no_args_is_help=Tru
 @runs_app.command("list")
 @friendly_errors
 def list_runs(
-    limit: Annotated[int, typer.Option(help="Show the N most recent runs.")] = 20,
+    limit: Annotated[int, typer.Option(help="Show the N most recent runs.", min=1, max=1_000_000)] = 20,
     store: StoreOption = None,
 ) -> None:
     """List runs, newest first.
@@ -96,10 +104,13 @@ def export(
     """
     from refute.store import export_run
 
+    if output is not None:
+        check_output_path(output, "--output")
     with store_from(store) as db:
+        run = db.get_run(run_id)  # an unknown id fails here, before any file is opened
         if output is None:
-            n = export_run(db, run_id, format.value, sys.stdout)
+            n = export_run(db, run.id, format.value, sys.stdout)
         else:
-            with output.open("w", encoding="utf-8", newline="") as fh:
-                n = export_run(db, run_id, format.value, fh)
+            with atomic_output(output) as fh:  # an existing file is replaced only on success
+                n = export_run(db, run.id, format.value, fh)
         err.print(f"exported {n} samples" + (f" to {output}" if output else ""))

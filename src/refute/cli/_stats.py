@@ -7,8 +7,15 @@ from typing import Annotated
 
 import typer
 
-from refute.cli._common import StoreOption, err, friendly_errors, out, store_from
+from refute.cli._common import StoreOption, err, finite, friendly_errors, out, store_from
 from refute.errors import ConfigError
+
+
+def _open_unit(value: float) -> float:
+    """Option callback: a level or power strictly between 0 and 1 (typer's bounds are closed)."""
+    if not 0.0 < value < 1.0:
+        raise typer.BadParameter(f"{value} is not strictly between 0 and 1")
+    return value
 
 
 class CorrectionChoice(str, Enum):
@@ -31,7 +38,7 @@ def compare(
     chain_b: Annotated[str | None, typer.Option(help="Transform chain of run B (default: same as A).")] = None,
     direction: Annotated[DirectionChoice, typer.Option(help="Which way is safer; auto: higher for refusal and accuracy, lower for attack success.")] = DirectionChoice.auto,
     correction: Annotated[CorrectionChoice, typer.Option(help="Correction that decides a regression (both are shown).")] = CorrectionChoice.holm,
-    alpha: Annotated[float, typer.Option(help="Significance level after correction.")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Significance level after correction, in (0, 1).", min=0.0, max=1.0, callback=_open_unit)] = 0.05,
     fail_on_regression: Annotated[bool, typer.Option("--fail-on-regression", help="Exit 1 when any category got significantly less safe after correction (for CI).")] = False,
     store: StoreOption = None,
 ) -> None:
@@ -67,13 +74,13 @@ def compare(
 
 @friendly_errors
 def plan(
-    d: Annotated[float, typer.Option("--d", help="Change to detect, e.g. -0.10 for a 10-point drop.")],
-    p: Annotated[float | None, typer.Option("--p", help="Current rate (or give --pilot RUN).")] = None,
+    d: Annotated[float, typer.Option("--d", help="Change to detect, e.g. -0.10 for a 10-point drop.", min=-1.0, max=1.0, callback=finite)],
+    p: Annotated[float | None, typer.Option("--p", help="Current rate (or give --pilot RUN).", min=0.0, max=1.0, callback=finite)] = None,
     pilot: Annotated[str | None, typer.Option(help="Pilot run: rate and intra-prompt correlation from its samples.")] = None,
-    samples_per_prompt: Annotated[int | None, typer.Option("--samples", help="Samples per prompt (default: 1, or the pilot's).")] = None,
-    icc: Annotated[float | None, typer.Option(help="Intra-prompt correlation (default: from the pilot, else 0).")] = None,
-    alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
-    power: Annotated[float, typer.Option(help="Power wanted.")] = 0.8,
+    samples_per_prompt: Annotated[int | None, typer.Option("--samples", help="Samples per prompt (default: 1, or the pilot's).", min=1)] = None,
+    icc: Annotated[float | None, typer.Option(help="Intra-prompt correlation (default: from the pilot, else 0).", min=0.0, max=1.0, callback=finite)] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level, in (0, 1).", min=0.0, max=1.0, callback=_open_unit)] = 0.05,
+    power: Annotated[float, typer.Option(help="Power wanted, in (0, 1).", min=0.0, max=1.0, callback=_open_unit)] = 0.8,
     paired: Annotated[bool, typer.Option(help="Same prompts in both conditions (one sample each).")] = False,
     scorer: Annotated[str | None, typer.Option(help="Pilot scorer (default: its refusal scorer).")] = None,
     store: StoreOption = None,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table as RichTable
 
-from refute.cli._common import StoreOption, err, friendly_errors, out, store_from
+from refute.cli._common import ExitCode, StoreOption, check_output_path, err, friendly_errors, out, store_from
 
 if TYPE_CHECKING:
     from refute.gate import GateDecision
@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 study_app = typer.Typer(help="Studies: a safety question, pre-registered thresholds and the runs that answer it.",
                         no_args_is_help=True)
 
-#: Exit codes of `refute gate` for a blocked deployment (1 is any error).
-BLOCKED_EXIT = {"restrict": 2, "pause": 3}
+#: Exit codes of `refute gate` for a blocked deployment; 2 stays "bad input" for every command
+#: and 1 "failed while running" (see `ExitCode`).
+BLOCKED_EXIT = {"restrict": ExitCode.RESTRICT, "pause": ExitCode.PAUSE}
 
 _STYLE = {"ok": "green", "warn": "yellow", "bad": "bold red", "total": "bold"}
 
@@ -71,6 +72,8 @@ def study_run(
     from refute.study import load_study, run_study
 
     loaded = load_study(study)  # every check happens here, before any model loads
+    if output is not None:
+        check_output_path(output, "--output")
     with store_from(store) as db:
         result = run_study(loaded, db, progress=progress, on_event=lambda m: err.print(f"[dim]{m}[/]"))
         err.print(f"study {loaded.spec.id} (sha256 {loaded.hash12}) stored in {db.path.parent / 'studies' / (loaded.hash12 + '.json')}")
@@ -98,14 +101,16 @@ def gate(
 
     Intervals are read at their conservative end: a threshold is crossed when its upper bound
     crosses (lower bound for 'below'); a safeguard is effective only when its lower bound clears
-    (upper bound for 'at_most'). Exit code: 0 deploy or deploy with safeguards, 2 restrict,
-    3 pause, 1 error; use it in CI.
+    (upper bound for 'at_most').
+
+    Exit code, for CI: 0 deploy or deploy with safeguards; 3 restrict; 4 pause; 2 bad input (a
+    malformed policy, an unknown study); 1 any other error.
 
     Examples:
 
       refute gate policy.yaml --study study.yaml
 
-      refute gate policy.yaml --study 3f2a9c1b || echo "deployment blocked"
+      refute gate policy.yaml --study 3f2a9c1b || echo "not deployable (exit $?)"
     """
     from refute.gate import load_policy
     from refute.study import gate_study
@@ -144,6 +149,8 @@ def report(
     from refute.report._document import build_report
     from refute.report._html import default_report_path, write_report
 
+    if output is not None:
+        check_output_path(output, "--output")
     with store_from(store) as db:
         doc = build_report(db, target, unredacted=unredacted, policy=policy)
         html, md = write_report(doc, output or default_report_path(db.path, doc))

@@ -287,7 +287,7 @@ def _jsonl_rows(text: str, label: str) -> list[_Row]:
 
 
 def _csv_rows(text: str, label: str) -> tuple[list[str], list[_Row]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # an unclosed quote is an error
     header: list[str] | None = None
     rows: list[_Row] = []
     line = 0

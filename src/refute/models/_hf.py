@@ -13,7 +13,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from refute.errors import ModelError, ModelNotInstalledError
+from refute.errors import ConfigError, ModelError, ModelNotInstalledError
 from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message, ModelInfo
 
 if TYPE_CHECKING:
@@ -115,7 +115,8 @@ class HFBackend:
                 source, dtype=self.torch_dtype, revision=revision
             )
         except (OSError, ValueError, KeyError) as exc:  # ValueError: a directory that is no model
-            raise ModelError(
+            error = ConfigError if Path(source).expanduser().is_dir() else ModelError  # bad input
+            raise error(
                 f"could not load '{source}' with transformers: {exc}. A local directory needs "
                 "config.json, weights and tokenizer files; a hub id needs network access "
                 "(or a populated Hugging Face cache)."

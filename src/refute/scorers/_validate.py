@@ -79,6 +79,9 @@ def load_labels(path: str | PathLike[str]) -> list[LabelRow]:
     where = str(p)
     try:
         text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"not UTF-8 text (byte {exc.start}); save the label file as UTF-8",
+                           path=where) from None
     except OSError as exc:
         raise DatasetError(f"cannot read label file ({exc.strerror or exc})", path=where) from exc
     rows: list[LabelRow] = []

@@ -203,8 +203,8 @@ class Store:
     def get_run(self, run_id: str) -> RunRecord:
         """A run by id or unique id prefix (at least 4 characters)."""
         rows = self._read(
-            "SELECT * FROM runs WHERE id = ? OR (length(?) >= 4 AND id LIKE ? || '%')",
-            (run_id, run_id, run_id),
+            "SELECT * FROM runs WHERE id = ? OR (length(?) >= 4 AND substr(id, 1, length(?)) = ?)",
+            (run_id, run_id, run_id, run_id),
         )
         if not rows:
             raise RunNotFoundError(

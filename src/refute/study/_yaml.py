@@ -193,6 +193,10 @@ def read_yaml(path: str | Path, *, what: str) -> YamlDoc:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SpecFileError(str(p), [Issue((), "not valid UTF-8; save the file as UTF-8", line)],
+                            what=what) from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the {what} ({exc.strerror or exc})") from exc
     return parse_yaml(text, str(p), what=what)
