@@ -138,3 +138,17 @@ def test_plan_from_a_clustered_pilot_estimates_the_intra_prompt_correlation(tmp_
     assert f"{expected.design_effect:.3f}" in result.stdout
     one = invoke("plan", "--pilot", run.id, "--d", "-0.1", "--samples", "1", store=db)
     assert one.exit_code == 0
+
+
+def _commands(command, path=()):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_every_help_summary_is_one_sentence_on_one_line():
+    import typer
+
+    for path, command in _commands(typer.main.get_command(app)):
+        summary = (command.help or "").strip().split("\n\n")[0]
+        assert "\n" not in summary and summary.endswith("."), f"refute {' '.join(path)}: {summary!r}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -233,3 +234,20 @@ def test_unknown_solver_or_argument_fails_before_a_run_exists(tiny_backend, stor
         run_task(task_for(data, solver=PluginSpec(name="scripted_escalation", args={"rounds": 2})),
                  tiny_backend, store, progress=False)
     assert store.list_runs() == []
+
+
+def test_progress_rate_is_samples_done_over_time_elapsed_not_the_last_burst():
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from refute.engine._progress import _Rate
+
+    now = [0.0]
+    rate = _Rate(done=10)  # 10 samples were stored before this session: they do not count
+    progress = Progress(rate, console=Console(file=io.StringIO()), get_time=lambda: now[0])
+    task_id = progress.add_task("run", total=100, completed=10)
+    for _ in range(3):  # batches complete in bursts: 20 samples at once every 88 s
+        now[0] += 88.0
+        progress.advance(task_id, 20)
+    text = rate.render(progress.tasks[0]).plain
+    assert text == f"{60 / 264:.2f} samples/s"  # 0.23, where a windowed speed shows a burst's rate

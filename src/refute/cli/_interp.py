@@ -17,7 +17,7 @@ interp_app = typer.Typer(help="Interpretability that tests causal claims.", no_a
 @interp_app.command("causal")
 @friendly_errors
 def causal(
-    model: Annotated[str, typer.Option("--model", "-m", help="A local model: default, hf:REPO_OR_DIR, gguf:FILE.")] = "default",
+    model: Annotated[str, typer.Option("--model", "-m", help="A local model: default, hf:REPO_OR_DIR, gguf:FILE; edits: +ablate:FILE, +steer:FILE@LAYER*COEF, +sae:FILE#FEATURES, +lora:DIR (see refute models list).")] = "default",
     harmful: Annotated[list[str] | None, typer.Option("--harmful", help="Harmful prompts: built-in name or JSONL/CSV file (repeatable). Default: harmful.")] = None,
     harmless: Annotated[list[str] | None, typer.Option("--harmless", help="Harmless prompts (repeatable). Default: benign-lookalike and benign-tasks.")] = None,
     tasks: Annotated[str, typer.Option(help="Tasks with answers for the accuracy cost; 'none' to skip.")] = "benign-tasks",
@@ -39,8 +39,10 @@ def causal(
     report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML page (SVG interval plots, tables, checks) here, and Markdown beside it.")] = None,
     store: StoreOption = None,
 ) -> None:
-    """Find a refusal direction, choose layer/position/coefficient on validation prompts, and
-    measure on held-out prompts: ablation vs baseline vs a norm-matched random control, addition on
+    """Test a refusal direction causally, against a random control, on held-out prompts.
+
+    Finds the direction, chooses layer/position/coefficient on validation prompts, and
+    measures on held-out prompts: ablation vs baseline vs a norm-matched random control, addition on
     harmless prompts, and the cost (cross-entropy on benign text, task accuracy).
 
     Every condition is a run in the store (kind 'interp'); differences are paired by prompt.
@@ -90,7 +92,7 @@ def probe(
     positive: Annotated[list[str], typer.Option("--positive", help="Class-1 prompts: built-in dataset or JSONL/CSV file (repeatable).")],
     negative: Annotated[list[str], typer.Option("--negative", help="Class-0 prompts (repeatable).")],
     sites: Annotated[str, typer.Option("--sites", help="Sites to try, e.g. resid_pre.12 or resid_pre.4-16,mlp_out.8; the best on validation is kept.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="A local model: default, hf:REPO_OR_DIR, gguf:FILE.")] = "default",
+    model: Annotated[str, typer.Option("--model", "-m", help="A local model: default, hf:REPO_OR_DIR, gguf:FILE; edits: +ablate:FILE, +steer:FILE@LAYER*COEF, +sae:FILE#FEATURES, +lora:DIR (see refute models list).")] = "default",
     position: Annotated[int, typer.Option(help="Token position in the rendered prompt (-1: last).")] = -1,
     kind: Annotated[str, typer.Option(help="logistic or diff_means.")] = "logistic",
     ood_positive: Annotated[list[str] | None, typer.Option("--ood-positive", help="Out-of-distribution class-1 prompts for a second evaluation.")] = None,
@@ -101,8 +103,9 @@ def probe(
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Prompts per batch.", min=1)] = 16,
 ) -> None:
-    """Fit a linear probe separating two sets of prompts, with AUROC and accuracy intervals on
-    held-out (and out-of-distribution) prompts, and save it for the 'probe' scorer.
+    """Fit a linear probe separating two sets of prompts, and save it for the 'probe' scorer.
+
+    AUROC and accuracy come with intervals on held-out (and out-of-distribution) prompts.
 
     Example: refute interp probe --positive harmful --negative benign-lookalike --sites resid_pre.4-12
     """

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from refute.cli._common import StoreOption, bad_input, err, friendly_errors, out, store_from
+from refute.engine._progress import progress_bar
 from refute.errors import ConfigError
 
 judge_app = typer.Typer(help="Measure scorers and judges against human labels.", no_args_is_help=True)
@@ -141,9 +142,11 @@ def score(
     judge: JudgeOption = None,
     batch_size: Annotated[int, typer.Option(help="Samples per scoring batch (judges answer a batch at once).", min=1)] = 64,
     store: StoreOption = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
-    """Re-score a stored run with a scorer; no new generation. Earlier scores by the same scorer
-    name are replaced and the new scorer version is recorded.
+    """Re-score a stored run with a scorer; no new generation.
+
+    Earlier scores by the same scorer name are replaced and the new scorer version is recorded.
 
     Examples:
 
@@ -157,9 +160,15 @@ def score(
         s = get_scorer(scorer, **_scorer_args(arg, judge))
     with store_from(store) as db:
         run = db.get_run(run_id)
-        written = rescore_run(db, run.id, s, batch_size=batch_size,
-                              progress=lambda done, total: err.print(f"scored {done}/{total}", end="\r"))
-        err.print()
+        total, _ = db.sample_counts(run.id)
+        with progress_bar(f"score {run.id}", total=total, enabled=progress) as bar:
+            seen = [0]
+
+            def advance(done: int, _total: int) -> None:
+                bar.advance(done - seen[0])
+                seen[0] = done
+
+            written = rescore_run(db, run.id, s, batch_size=batch_size, progress=advance)
         labels: dict[str, int] = {}
         for r in written:
             labels[r.label or "-"] = labels.get(r.label or "-", 0) + 1

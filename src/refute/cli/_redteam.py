@@ -11,7 +11,7 @@ from refute.cli._common import StoreOption, bad_input, err, friendly_errors, out
 
 @friendly_errors
 def redteam(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model spec under test.")] = "default",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model spec under test; edits: +ablate:FILE, +steer:FILE@LAYER*COEF, +sae:FILE#FEATURES, +lora:DIR (see refute models list).")] = "default",
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Harmful requests (built-in name or file).")] = "harmful",
     transforms: Annotated[str | None, typer.Option("--transforms", help="Comma-separated transform chains (default: 13 cheap ones of every kind; see `refute redteam --list`).")] = None,
     limit: Annotated[int | None, typer.Option(help="Harmful prompts to use.", min=1)] = 80,
@@ -24,8 +24,9 @@ def redteam(
     store: StoreOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
 ) -> None:
-    """Refusal on canonical requests versus each transform, with paired intervals, corrected
-    p-values and a capability control per transform.
+    """The robustness gap: refusal under each transform against canonical requests.
+
+    Paired intervals, corrected p-values and a capability control per transform.
 
     Examples:
 

@@ -55,8 +55,9 @@ def study_run(
     store: StoreOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
 ) -> None:
-    """Run a study end to end: its runs (reusing stored samples), measures, pre-registered
-    thresholds, the gate decision of its policy, and the report.
+    """Run a study end to end, reusing stored samples.
+
+    Its runs, measures, pre-registered thresholds, the gate decision of its policy, and the report.
 
     A malformed study (or its policy) is reported with file, line and field, and nothing runs.
 
@@ -132,8 +133,9 @@ def report(
     policy: Annotated[Path | None, typer.Option(help="Apply this policy instead of the study's own.")] = None,
     store: StoreOption = None,
 ) -> None:
-    """Write one self-contained HTML page (and Markdown) for a study or a run: plots, tables, the
-    gate decision, and what is established, uncertain and not ruled out.
+    """Write a self-contained HTML (and Markdown) report of a study or a run.
+
+    Plots, tables, the gate decision, and what is established, uncertain and not ruled out.
 
     Replies to harmful requests are redacted and attack prompts shown by transform and hash,
     unless --unredacted.

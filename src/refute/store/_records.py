@@ -35,6 +35,9 @@ class RunRecord(BaseModel):
     dataset_name: str = Field(description="Dataset name or path.")
     dataset_hash: str = Field(description="SHA-256 of the dataset's records.")
     n_planned: int = Field(description="Samples the run plans: prompts x chains x epochs.")
+    parent_id: str | None = Field(None, description="The run this one belongs to (a capability "
+                                  "control's attack run), or None.")
+    role: str | None = Field(None, description="Its role towards the parent: capability, ...")
     pid: int | None = Field(None, description="Process that last drove the run.")
     host: str | None = Field(None, description="Host name of that process.")
 

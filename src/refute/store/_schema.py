@@ -26,8 +26,11 @@ CREATE TABLE IF NOT EXISTS runs (
     n_planned      INTEGER NOT NULL,
     pid            INTEGER,
     host           TEXT,
-    proc_start     TEXT
+    proc_start     TEXT,
+    parent_id      TEXT REFERENCES runs(id),
+    role           TEXT
 );
+CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id);
 CREATE TABLE IF NOT EXISTS samples (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id          TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -78,13 +81,17 @@ CREATE TABLE IF NOT EXISTS cache (
 
 #: Statements that bring a store of the keyed version to the next one.
 MIGRATIONS: dict[int, str] = {
-    # v1 -> v2: runs record the process that drives them (a stale "running" run is detected);
+    # v1 -> v2: runs record the process that drives them (a stale "running" run is detected) and
+    # the run they belong to (a capability control's parent is its attack run), with its role;
     # samples record where their replies came from and whether the reply was cut at the size cap.
     # v1 cache keys did not name the endpoint, so a v1 cache cannot be trusted: it is emptied.
     1: """
 ALTER TABLE runs ADD COLUMN pid INTEGER;
 ALTER TABLE runs ADD COLUMN host TEXT;
 ALTER TABLE runs ADD COLUMN proc_start TEXT;
+ALTER TABLE runs ADD COLUMN parent_id TEXT REFERENCES runs(id);
+ALTER TABLE runs ADD COLUMN role TEXT;
+CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id);
 ALTER TABLE samples ADD COLUMN source TEXT;
 ALTER TABLE samples ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
 DELETE FROM cache;

@@ -164,22 +164,27 @@ class Store:
 
     def create_run(self, *, kind: str, name: str | None, model_spec: str, model_revision: str | None,
                    model: dict[str, Any], config: dict[str, Any], versions: dict[str, str],
-                   dataset_name: str, dataset_hash: str, n_planned: int) -> RunRecord:
+                   dataset_name: str, dataset_hash: str, n_planned: int,
+                   parent_id: str | None = None, role: str | None = None) -> RunRecord:
+        """A new run, "running" in this process; ``parent_id`` and ``role`` link it to the run it
+        belongs to (``role="capability"`` for an attack run's capability control)."""
+        if parent_id is not None:
+            self.get_run(parent_id)  # a link to nothing is an error, not a silent orphan
         me = this_process()
         run = RunRecord(
             id=uuid.uuid4().hex[:12], kind=kind, name=name, status="running", created_at=utc_now(),
             model_spec=model_spec, model_revision=model_revision, model=model, config=config,
             versions=versions, dataset_name=dataset_name, dataset_hash=dataset_hash,
-            n_planned=n_planned, pid=me.pid, host=me.host,
+            n_planned=n_planned, pid=me.pid, host=me.host, parent_id=parent_id, role=role,
         )
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO runs (id, kind, name, status, created_at, model_spec, model_revision,"
                 " model_json, config_json, versions_json, dataset_name, dataset_hash, n_planned,"
-                " pid, host, proc_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " pid, host, proc_start, parent_id, role) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.id, kind, name, run.status, run.created_at, model_spec, model_revision,
                  _dumps(model), _dumps(config), _dumps(versions), dataset_name, dataset_hash,
-                 n_planned, me.pid, me.host, me.start),
+                 n_planned, me.pid, me.host, me.start, parent_id, role),
             )
         return run
 
@@ -221,6 +226,13 @@ class Store:
         sql = "SELECT * FROM runs ORDER BY created_at DESC"
         rows = self._read(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
         return [_run_from_row(r) for r in rows]
+
+    def children(self, run_id: str, role: str | None = None) -> list[RunRecord]:
+        """The runs linked to ``run_id`` as their parent (with ``role``, when given), oldest first."""
+        sql, args = "SELECT * FROM runs WHERE parent_id=?", [run_id]
+        if role is not None:
+            sql, args = sql + " AND role=?", [run_id, role]
+        return [_run_from_row(r) for r in self._read(sql + " ORDER BY created_at", args)]
 
     def sample_counts(self, run_id: str) -> tuple[int, int]:
         """(completed samples, failed samples) of a run."""
@@ -359,7 +371,7 @@ def _run_from_row(row: sqlite3.Row) -> RunRecord:
         model_revision=row["model_revision"], model=json.loads(row["model_json"]),
         config=json.loads(row["config_json"]), versions=json.loads(row["versions_json"]),
         dataset_name=row["dataset_name"], dataset_hash=row["dataset_hash"], n_planned=row["n_planned"],
-        pid=row["pid"], host=row["host"],
+        pid=row["pid"], host=row["host"], parent_id=row["parent_id"], role=row["role"],
     )
 
 
