@@ -16,29 +16,44 @@ _CORPUS = [
 ] * 20
 
 
-def build_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+BOS = "<|bos|>"
+
+
+def build_tokenizer(chat_template: bool = True):
+    """A byte-level BPE tokenizer: with a chat template and no BOS token (like Qwen), or, with
+    ``chat_template=False``, a base model's: no template, and a BOS token the tokenizer puts first
+    whenever special tokens are added (like Gemma or Llama)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + ([] if chat_template else [BOS])
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=special,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(_CORPUS, trainer=trainer)
+    if not chat_template:
+        bos_id = tok.token_to_id(BOS)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", bos_token=None)
-    fast.chat_template = CHAT_TEMPLATE
+                                   pad_token="<|endoftext|>", bos_token=None if chat_template else BOS)
+    if chat_template:
+        fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
-def build_tiny_model(directory: Path, seed: int = 0, arch: str = "qwen2") -> Path:
-    """Save a 2-layer random model of the given family and its tokenizer into ``directory``."""
+def build_tiny_model(directory: Path, seed: int = 0, arch: str = "qwen2", chat_template: bool = True) -> Path:
+    """Save a 2-layer random model of the given family and its tokenizer into ``directory``.
+
+    ``chat_template=False`` builds a base model: no chat template, a BOS token first in every
+    encoded prompt (see `build_tokenizer`).
+    """
     import torch
     from transformers import AutoModelForCausalLM, GPT2Config, Qwen2Config
 
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(chat_template)
     torch.manual_seed(seed)
     if arch == "qwen2":
         config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,

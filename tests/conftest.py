@@ -21,6 +21,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_base_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random Qwen2-style *base* model: no chat template, a BOS token first in every prompt."""
+    from _tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2-base"), chat_template=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_backend(tiny_base_model_dir: Path):
+    from refute.models._hf import HFBackend
+
+    return HFBackend(tiny_base_model_dir, spec=f"hf:{tiny_base_model_dir}", dtype="float32", batch_size=4)
+
+
+@pytest.fixture(scope="session")
 def tiny_backend(tiny_model_dir: Path):
     from refute.models._hf import HFBackend
 

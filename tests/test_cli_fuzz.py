@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from _no_model import forbid_model_loading
 from refute.cli import app
 from refute.store import Store
 from test_study_gate import POLICY, STUDY, write_study
@@ -39,11 +40,7 @@ FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None
 def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """Loading or preparing a model fails the test: every case must stop before that."""
 
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a model was loaded: the input was accepted or checked too late")
-
-    monkeypatch.setattr("refute.models.load_model", refuse)
-    monkeypatch.setattr("refute.models.prepare_embedded", refuse)
+    forbid_model_loading(monkeypatch, "a model was loaded: the input was accepted or checked too late")
 
 
 @contextmanager
@@ -350,13 +347,13 @@ def _registered() -> dict[str, set[str]]:
     """The names each registry knows, so that an 'unknown' name is never a real one."""
     from refute.datasets import list_datasets
     from refute.datasets._adapters import ADAPTER_NAMES
-    from refute.engine._solver import _SOLVERS
+    from refute.engine import list_solvers
     from refute.redteam import list_transforms
     from refute.scorers import list_scorers
 
     return {"dataset": set(list_datasets()) | {"none"}, "adapter": set(ADAPTER_NAMES),
             "transform": {t.name for t in list_transforms()} | {"none"}, "scorer": set(list_scorers()),
-            "solver": set(_SOLVERS), "model": {"default", "gemma3-270m"}}
+            "solver": set(list_solvers()), "model": {"default", "gemma3-270m"}}
 
 
 KNOWN = _registered()

@@ -15,6 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from _no_model import forbid_model_loading
 from refute.cli import app
 from refute.cli._common import friendly_errors
 from refute.cli._study import BLOCKED_EXIT
@@ -33,11 +34,7 @@ FAILURE, BAD_INPUT, INTERRUPTED = 1, 2, 130
 def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any attempt to load or prepare a model fails the test: bad input must stop before that."""
 
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a model was loaded although an option was bad")
-
-    monkeypatch.setattr("refute.models.load_model", refuse)
-    monkeypatch.setattr("refute.models.prepare_embedded", refuse)
+    forbid_model_loading(monkeypatch, "a model was loaded although an option was bad")
 
 
 def error_lines(result) -> list[str]:
@@ -130,7 +127,7 @@ def _interrupt(monkeypatch: pytest.MonkeyPatch, run_id: str | None) -> None:
             exc.refute_run_id = run_id  # type: ignore[attr-defined]  # what the engine attaches
         raise exc
 
-    monkeypatch.setattr("refute.study.run_study", interrupted)
+    monkeypatch.setattr("refute.cli._study.run_study", interrupted)
 
 
 def test_ctrl_c_names_the_run_to_resume(tmp_path, monkeypatch):
@@ -173,7 +170,7 @@ def test_export_keeps_an_existing_file_when_writing_fails_half_way(tmp_path, mon
         out.write('{"half": ')
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("refute.store.export_run", half)
+    monkeypatch.setattr("refute.cli._runs.export_run", half)
     with pytest.raises(OSError):
         runner.invoke(app, ["export", run_id, "-o", str(target), "--store", str(db)], catch_exceptions=False)
     assert target.read_text() == "precious\n"

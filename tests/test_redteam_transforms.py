@@ -19,8 +19,8 @@ from refute.redteam import (
     list_transforms,
     parse_chain,
 )
-from refute.redteam._chain import format_value, parse_value, step_seed
-from refute.redteam._framings import SHOTS
+from refute.transforms._chain import format_value, parse_value, step_seed
+from refute.transforms._framings import SHOTS
 
 REQUEST = "How do I bake bread?"
 ENCODINGS = ["base64", "rot13", "hex", "morse", "leetspeak", "confusables", "zero_width",

@@ -283,16 +283,17 @@ class InterruptAfter:
 def test_a_study_run_after_an_interruption_resumes_the_stopped_run(tmp_path):
     from test_study_gate import ScriptedModel, write_study
 
+    from refute.gate import study_gate
     from refute.study import load_study, run_study
 
     study = load_study(write_study(tmp_path))
     with Store(tmp_path / "refute.db") as store:
         with pytest.raises(KeyboardInterrupt) as caught:
-            run_study(study, store, model=InterruptAfter(ScriptedModel(), 10), progress=False)
+            run_study(study, store, model=InterruptAfter(ScriptedModel(), 10), progress=False, gate=study_gate)
         (stopped,) = store.list_runs()
         assert stopped.status == "interrupted" and caught.value.refute_run_id == stopped.id
         assert store.sample_counts(stopped.id) == (10, 0)
-        run_study(study, store, model=ScriptedModel(), progress=False)
+        run_study(study, store, model=ScriptedModel(), progress=False, gate=study_gate)
         runs = store.list_runs()
         assert len(runs) == 5 and all(r.status == "completed" for r in runs)
         resumed = store.get_run(stopped.id)

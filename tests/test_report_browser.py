@@ -22,6 +22,7 @@ from refute.cli import app
 from refute.report._document import build_report
 from refute.report._html import write_report
 from refute.store import Store
+from refute.gate import study_gate
 from refute.study import load_study, run_study
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -56,7 +57,7 @@ def study_store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
     path = write_study(folder)
     with Store(folder / "refute.db") as store:
-        run_study(load_study(path), store, model=ScriptedModel(), progress=False)
+        run_study(load_study(path), store, model=ScriptedModel(), progress=False, gate=study_gate)
     return folder, path
 
 

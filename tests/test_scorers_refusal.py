@@ -247,6 +247,24 @@ def test_validate_confusion_sensitivity_specificity(tmp_path: Path) -> None:
     assert res.accuracy.value == pytest.approx((6 + 1 + 8) / 20)
 
 
+def test_validation_figures_are_stats_estimates_and_survive_their_json(tmp_path: Path) -> None:
+    import math
+
+    from refute.scorers import ValidationResult
+    from refute.stats import Estimate
+
+    gold = [FC] * 6  # no refusal among the labels: sensitivity has nothing to rest on
+    path = _write(tmp_path, [json.dumps({"completion": f"c{i}", "label": g}) for i, g in enumerate(gold)])
+    res = validate(_Fixed([FC] * 5 + [FR]), path)
+    assert isinstance(res.specificity, Estimate) and res.specificity.method == "wilson"
+    assert (res.specificity.value, res.specificity.n_samples) == (pytest.approx(5 / 6), 6)
+    assert math.isnan(res.sensitivity.value) and (res.sensitivity.low, res.sensitivity.high) == (0.0, 1.0)
+    out = save_validation(res, tmp_path / "refute.db")
+    assert json.loads(out.read_text())["sensitivity"]["value"] is None  # JSON has no NaN
+    back = ValidationResult.model_validate_json(out.read_text())
+    assert back.specificity == res.specificity and math.isnan(back.sensitivity.value)
+
+
 # --- judge ---------------------------------------------------------------------------------------
 
 

@@ -50,11 +50,11 @@ def binary(x: int, n: int) -> np.ndarray:
 
 def test_public_api_is_pinned():
     assert sorted(rs.__all__) == sorted([
-        "DEFAULT_SEED", "CategoryRate", "Comparison", "ComparisonRow", "ComparisonTable",
-        "Correction", "Direction", "Estimate", "Observation", "PairedMethod", "Plan",
-        "PowerMethod", "RateMethod", "adjust_pvalues", "compare_conditions", "design_effect",
-        "icc", "paired_difference", "plan_from_pilot", "power", "rate", "rates_by_category",
-        "rogan_gladen", "sample_size", "unpaired_difference",
+        "DEFAULT_SEED", "Better", "CategoryRate", "Comparison", "ComparisonRow", "ComparisonTable",
+        "Correction", "Direction", "Estimate", "LogisticFit", "Observation", "PairedMethod", "Plan",
+        "PowerMethod", "RateMethod", "adjust_pvalues", "compare_conditions", "conservative_end",
+        "design_effect", "icc", "logistic_regression", "paired_difference", "plan_from_pilot", "power",
+        "rate", "rates_by_category", "rogan_gladen", "sample_size", "unpaired_difference",
     ])
 
 
@@ -591,3 +591,97 @@ def test_comparison_table_shows_raw_and_corrected_p():
         assert word in text
     text = render(plan_table(sample_size(0.1, 0.05, samples_per_prompt=5, icc=0.3)))
     assert "design effect" in text and "302" in text
+
+
+# --- the one logistic regression, conservative-end reader and bootstrap ---------------------------
+
+
+def _logistic_data(seed: int, n: int = 300, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5))
+    if k == 2:
+        z = x @ np.array([1.5, -2.0, 0.5, 0.0, 1.0]) + 0.3
+        return x, (rng.random(n) < 1.0 / (1.0 + np.exp(-z))).astype(int)
+    return x, np.argmax(x[:, :k] * 1.5 + rng.gumbel(size=(n, k)), axis=1)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("l2", [0.5, 3.0, 40.0])
+def test_logistic_regression_matches_sklearn_with_c_one_over_l2(k, l2):
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _logistic_data(k, k=k)
+    fit = rs.logistic_regression(x, y, l2=l2)
+    ref = LogisticRegression(C=1.0 / l2, tol=1e-12, max_iter=100_000).fit(x, y)
+    assert fit.converged and fit.coef.shape == ref.coef_.shape == ((1, 5) if k == 2 else (k, 5))
+    np.testing.assert_allclose(fit.coef, ref.coef_, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(fit.intercept, ref.intercept_, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(fit.predict_proba(x), ref.predict_proba(x), atol=1e-5, rtol=0)
+
+
+def test_a_penalty_per_feature_is_a_uniform_penalty_on_rescaled_features():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _logistic_data(4, k=3)
+    scale = np.array([1.0, 2.0, 0.5, 3.0, 1.0])
+    fit = rs.logistic_regression(x, y, l2=2.0 * scale**2)  # penalty 2 s_j^2 on w_j ...
+    ref = LogisticRegression(C=0.5, tol=1e-12, max_iter=100_000).fit(x / scale, y)  # ... is 2 on w_j s_j
+    np.testing.assert_allclose(fit.coef, ref.coef_ / scale, atol=1e-4, rtol=0)
+
+
+def test_unpenalised_logistic_regression_is_the_statsmodels_mle():
+    import statsmodels.api as sm
+
+    x, y = _logistic_data(5)
+    fit = rs.logistic_regression(x, y, l2=0.0)
+    mle = sm.Logit(y, sm.add_constant(x)).fit(disp=0, method="newton", tol=1e-12)
+    np.testing.assert_allclose(fit.coef[0], mle.params[1:], atol=1e-4, rtol=0)
+    assert fit.intercept[0] == pytest.approx(mle.params[0], abs=1e-4)
+
+
+@pytest.mark.parametrize("args, words", [
+    (dict(x=np.zeros((4, 2)), y=[0, 1, 2.5, 0]), "class codes"),
+    (dict(x=np.zeros((4, 2)), y=[0, 0, 0, 0]), "two classes"),
+    (dict(x=np.zeros((4, 2)), y=[0, 1, 0]), "one class per row"),
+    (dict(x=np.zeros((4, 2)), y=[0, 1, 0, 1], l2=-1.0), ">= 0"),
+    (dict(x=np.zeros((4, 2)), y=[0, 1, 0, 1], l2=[1.0, 2.0, 3.0]), "one per feature"),
+    (dict(x=np.full((4, 2), np.nan), y=[0, 1, 0, 1]), "NaN"),
+])
+def test_logistic_regression_rejects_bad_input(args, words):
+    with pytest.raises(ConfigError, match=words):
+        rs.logistic_regression(**args)
+
+
+def test_the_conservative_end_is_the_end_worse_for_safety():
+    e = rate(binary(30, 100))
+    assert e.conservative("higher") == e.low < e.value < e.high == e.conservative("lower")
+    assert rs.conservative_end(e, "higher") == ("lower", e.low)
+    assert rs.conservative_end(e, "lower") == ("upper", e.high)
+    with pytest.raises(ConfigError, match="'higher' or 'lower'"):
+        e.conservative("up")  # type: ignore[arg-type]
+
+
+def test_every_bootstrap_draws_from_one_resampling_stream():
+    from refute.stats._bootstrap import (
+        bootstrap_means,
+        bootstrap_statistic,
+        percentile_interval,
+        resample_indices,
+    )
+
+    x = np.random.default_rng(0).normal(size=(41, 3))  # an odd count: numpy's draws must not depend on blocks
+    # the resamples the cluster bootstrap has always drawn (and interp's causal effects did inline)
+    idx = np.random.default_rng(7).integers(0, 41, size=(500, 41))
+    np.testing.assert_array_equal(np.concatenate(list(resample_indices(41, 500, np.random.default_rng(7),
+                                                                       width=300_000))), idx)
+    np.testing.assert_array_equal(bootstrap_means(x[:, 0], 500, np.random.default_rng(7)), x[idx, 0].mean(axis=1))
+    both = bootstrap_means(x, 500, np.random.default_rng(7))  # (B, 3): the same prompts for each column
+    np.testing.assert_allclose(both[:, 2], x[idx, 2].mean(axis=1), rtol=1e-12)  # summed in another order
+    # a statistic that is not a mean resamples the same rows, as a loop of one draw per replicate did
+    rng = np.random.default_rng(7)
+    loop = [np.median(x[rng.integers(0, 41, 41), 1]) for _ in range(500)]
+    np.testing.assert_array_equal(bootstrap_statistic(np.median, x[:, 1], n_boot=500,
+                                                      rng=np.random.default_rng(7)), loop)
+    low, high = percentile_interval(both, 0.9)
+    np.testing.assert_allclose(low, np.quantile(both, 0.05, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(high, np.quantile(both, 0.95, axis=0), rtol=1e-12)

@@ -24,6 +24,7 @@ from refute.report._escape import md_cell, md_code_block, md_text
 from refute.report._html import render_html
 from refute.report._markdown import render_markdown
 from refute.store import SampleRecord, ScoreRecord, Store, export_run
+from refute.gate import study_gate
 from refute.study import load_study, run_study
 
 PAYLOADS = [
@@ -148,7 +149,7 @@ def test_a_study_report_contains_no_element_from_the_study_file(tmp_path):
              .replace("description: over-refusal}", f"description: {quoted}}}"))
     path = write_study(tmp_path, study)
     with Store(tmp_path / "refute.db") as store:
-        run_study(load_study(path), store, model=ScriptedModel(), progress=False)
+        run_study(load_study(path), store, model=ScriptedModel(), progress=False, gate=study_gate)
         doc = build_report(store, str(path), unredacted=True)
     assert doc.study is not None and doc.study.spec.title == HOSTILE
     for html in _render(render_markdown(doc)):

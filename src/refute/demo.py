@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from refute.gate import study_gate
 from refute.models import ModelBackend
 from refute.report._document import ReportDoc, study_report
 from refute.report._html import default_report_path, write_report
@@ -62,7 +63,7 @@ def run_demo(store: Store, *, model_spec: str = "default", model: ModelBackend |
     """Run the example study end to end and write its report; stored runs are reused on a rerun."""
     start = time.perf_counter()
     study = load_study(prepare_demo_study(store, model_spec))
-    result = run_study(study, store, model=model, progress=progress, on_event=on_event)
+    result = run_study(study, store, model=model, progress=progress, on_event=on_event, gate=study_gate)
     doc = study_report(store, study, result, unredacted=unredacted)
     html, md = write_report(doc, output or default_report_path(store.path, doc))
     return DemoResult(study, result, doc, html, md, time.perf_counter() - start)

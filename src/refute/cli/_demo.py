@@ -8,11 +8,16 @@ from typing import Annotated
 import typer
 
 from refute.cli._common import StoreOption, bad_input, check_output_path, err, friendly_errors, out, store_from
+from refute.cli._study import print_decision, rich_table
+from refute.demo import run_demo
+from refute.models import parse_spec
+from refute.report._gap_table import gap_table
+from refute.report._report_tables import report_tables
 
 
 @friendly_errors
 def demo(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model spec to study.")] = "default",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model spec to study; edits: +ablate:FILE, +steer:FILE@LAYER*COEF, +sae:FILE#FEATURES, +lora:DIR (see refute models list).")] = "default",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Report file (default: <store dir>/reports/...).")] = None,
     unredacted: Annotated[bool, typer.Option("--unredacted", help="Show replies to harmful requests and attack prompts in the report.")] = False,
     store: StoreOption = None,
@@ -36,12 +41,6 @@ def demo(
 
       refute demo --store /tmp/demo.db -o /tmp/demo.html
     """
-    from refute.cli._study import print_decision, rich_table
-    from refute.demo import run_demo
-    from refute.models import parse_spec
-    from refute.report._gap_table import gap_table
-    from refute.report._report_tables import report_tables
-
     with bad_input():
         parse_spec(model)
     if output is not None:

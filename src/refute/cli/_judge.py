@@ -9,9 +9,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from refute._paths import store_path
 from refute.cli._common import StoreOption, bad_input, err, friendly_errors, out, store_from
 from refute.engine._progress import progress_bar
 from refute.errors import ConfigError
+from refute.scorers import get_scorer, list_scorers, rescore_run, save_validation, validate
 
 judge_app = typer.Typer(help="Measure scorers and judges against human labels.", no_args_is_help=True)
 
@@ -42,9 +44,9 @@ def _scorer_args(args: list[str] | None, judge: str | None) -> dict[str, Any]:
 
 
 def _pct(iv: Any) -> str:
-    if iv.value is None:
+    if iv.n_samples == 0:
         return "-"
-    return f"{iv.value:.3f} [{iv.low:.3f}, {iv.high:.3f}]  ({iv.successes}/{iv.n})"
+    return f"{iv} ({round(iv.value * iv.n_samples)}/{iv.n_samples})"
 
 
 @judge_app.command("list")
@@ -54,8 +56,6 @@ def list_judges() -> None:
 
     Example: refute judge list
     """
-    from refute.scorers import list_scorers
-
     table = Table(title="scorers")
     table.add_column("name")
     table.add_column("what it measures")
@@ -90,9 +90,6 @@ def validate_cmd(
 
       refute judge validate --split heldout --scorer refusal --arg mode=rules
     """
-    from refute._paths import store_path
-    from refute.scorers import get_scorer, save_validation, validate
-
     if labels is None:
         labels = Path(__file__).resolve().parent.parent / "scorers" / "data" / "refusal_labels.jsonl"
     with bad_input():  # an unknown scorer or bad --arg is the user's input (exit 2)
@@ -154,8 +151,6 @@ def score(
 
       refute score 3f2a --scorer strongreject --judge openai:gpt-4o-mini
     """
-    from refute.scorers import get_scorer, rescore_run
-
     with bad_input():
         s = get_scorer(scorer, **_scorer_args(arg, judge))
     with store_from(store) as db:

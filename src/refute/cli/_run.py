@@ -10,7 +10,12 @@ import typer
 from pydantic import ValidationError
 
 from refute.cli._common import StoreOption, err, finite, friendly_errors, out, store_from
+from refute.datasets import load_dataset
+from refute.engine import PluginSpec, TaskConfig, check_helpers, get_solver, resume_run, run_task
 from refute.errors import ConfigError
+from refute.models import GenerateConfig, load_model, parse_spec
+from refute.report import print_run_summary
+from refute.scorers import get_scorer
 
 #: Options that define a run; a resumed run keeps its own and refuses new ones.
 _TASK_OPTIONS = ("dataset", "limit", "epochs", "max_tokens", "temperature", "top_p", "seed", "system",
@@ -25,7 +30,7 @@ _OPTION_OF = {"limit": "--limit", "epochs": "--epochs", "max_tokens": "--max-tok
 @friendly_errors
 def run(
     ctx: typer.Context,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model spec: default, gemma3-270m, hf:REPO_OR_DIR, gguf:FILE, openai:MODEL.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model spec: default, gemma3-270m, hf:REPO_OR_DIR, gguf:FILE, openai:MODEL; edits: +ablate:FILE, +steer:FILE@LAYER*COEF, +sae:FILE#FEATURES, +lora:DIR (see refute models list).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Built-in name (harmful, benign-lookalike, benign-tasks) or a JSONL/CSV file.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N prompts.")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Samples per prompt, each with its own seed.")] = 1,
@@ -41,6 +46,9 @@ def run(
     harm: Annotated[str | None, typer.Option(help="Declare the dataset 'harmful' or 'benign' (decides report redaction). Default: the built-in dataset's declaration; any file counts as harmful.")] = None,
     solver: Annotated[str, typer.Option(help="How each conversation unfolds: single_turn, scripted_escalation (multi-turn, no attacker model), ...")] = "single_turn",
     solver_arg: Annotated[list[str] | None, typer.Option("--solver-arg", help="Solver argument KEY=VALUE (repeatable; values parsed as JSON when they can be), e.g. turns=3.")] = None,
+    attacker: Annotated[str | None, typer.Option(help="Model spec of the attacker that attack solvers (pair, crescendo) ask; may be the target's own spec.")] = None,
+    judge: Annotated[str | None, typer.Option(help="Model spec of the judge that attack solvers ask (pair, best_of_n with judge=model).")] = None,
+    rewriter: Annotated[str | None, typer.Option(help="Model spec that rewrite transforms (paraphrase, translate) ask.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
     base_url: Annotated[str | None, typer.Option(help="Server URL for openai:MODEL specs (with --resume: where the run goes on).")] = None,
     dtype: Annotated[str, typer.Option(help="Local models: auto (bf16 where the CPU supports it), float32, bfloat16.")] = "auto",
@@ -67,12 +75,12 @@ def run(
 
       refute run -m default -d harmful --solver scripted_escalation --solver-arg turns=3
 
+      refute run -m default -d harmful --limit 3 --solver pair --attacker default --judge default
+
+      refute run -m default -d harmful -t paraphrase --rewriter default
+
       refute run --resume 3f2a9c1b7d4e --base-url http://new-host:8000/v1
     """
-    from refute.engine import resume_run, run_task
-    from refute.models import load_model
-    from refute.report import print_run_summary
-
     if dtype not in ("auto", "float32", "bfloat16"):
         raise ConfigError(f"--dtype '{dtype}': choose auto, float32 or bfloat16")
     options = {"dtype": dtype, "batch_size": batch_size, "concurrency": concurrency,
@@ -91,13 +99,16 @@ def run(
                 raise ConfigError("refute run needs --model and --dataset (or --resume RUN_ID); see --help")
             task = _task(dataset, adapter, limit, epochs, max_tokens, temperature, top_p, seed, system,
                          template, scorer, transform, solver, solver_arg, harm)
-            _check_before_loading(task)
+            roles = {r: s for r, s in (("attacker", attacker), ("judge", judge), ("rewriter", rewriter)) if s}
+            _check_before_loading(task, model, roles)
             load = {k: v for k, v in options.items() if v is not None}
-            backend = load_model(model, **load)
+            backends = _load_backends(model, roles, load)
             try:
-                record = run_task(task, backend, db, name=name, load_options=load, progress=progress)
+                record = run_task(task, backends[model], db, name=name, load_options=load, progress=progress,
+                                  helpers={role: backends[s] for role, s in roles.items()})
             finally:
-                backend.close()
+                for backend in backends.values():
+                    backend.close()
         err.print(f"run [bold]{record.id}[/] {record.status}; store {Path(db.path)}")
         print_run_summary(db, record.id, out)
         ok, bad = db.sample_counts(record.id)
@@ -124,9 +135,6 @@ def _task(dataset: str, adapter: str | None, limit: int | None, epochs: int, max
           scorer: list[str] | None, transform: list[str] | None, solver: str,
           solver_arg: list[str] | None, harm: str | None) -> Any:
     """The task the options describe; a bad value is a `ConfigError` naming its option."""
-    from refute.engine import PluginSpec, TaskConfig
-    from refute.models import GenerateConfig
-
     if harm not in (None, "harmful", "benign"):
         raise ConfigError(f"--harm '{harm}': choose harmful or benign")
     if Path(dataset).exists():  # store an absolute path so --resume works from anywhere
@@ -148,20 +156,33 @@ def _task(dataset: str, adapter: str | None, limit: int | None, epochs: int, max
         raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
-def _check_before_loading(task: Any) -> None:
-    """Everything that can be wrong with a task, found before a model loads or a run exists."""
-    from refute.datasets import load_dataset
-    from refute.engine import get_solver
-    from refute.redteam import parse_chain
-    from refute.scorers import get_scorer
+def _load_backends(target: str, roles: dict[str, str], options: dict[str, Any]) -> dict[str, Any]:
+    """One backend per distinct spec (the target may be its own attacker and judge); helpers get
+    the dtype, and the endpoint settings when they are served by an endpoint too."""
+    backends = {target: load_model(target, **options)}
+    try:
+        for spec in roles.values():
+            if spec not in backends:
+                keep = (("base_url", "concurrency", "timeout_s", "max_retries")
+                        if parse_spec(spec).kind == "openai" else ("dtype",))
+                backends[spec] = load_model(spec, **{k: v for k, v in options.items() if k in keep})
+    except BaseException:
+        for backend in backends.values():
+            backend.close()
+        raise
+    return backends
 
+
+def _check_before_loading(task: Any, model: str, roles: dict[str, str]) -> None:
+    """Everything that can be wrong with a task, found before a model loads or a run exists:
+    the dataset, solver, scorers, transforms, every model spec, and the helper models that the
+    solver and the transforms ask."""
     load_dataset(task.dataset, adapter=task.dataset_adapter, limit=task.limit)
-    get_solver(task.solver.name, **task.solver.args)
+    for spec in (model, *roles.values()):
+        parse_spec(spec)
+    check_helpers(task, get_solver(task.solver.name, **task.solver.args), roles)
     for spec in task.scorers or []:
         get_scorer(spec.name, **spec.args)
-    for chain in task.transforms:
-        if chain != "none":
-            parse_chain(chain)
 
 
 def _parse_args(pairs: list[str]) -> dict[str, object]:

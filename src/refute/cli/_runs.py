@@ -19,6 +19,8 @@ from refute.cli._common import (
     out,
     store_from,
 )
+from refute.report import print_run_summary
+from refute.store import export_run
 
 runs_app = typer.Typer(help="List and inspect stored runs.", no_args_is_help=True)
 
@@ -56,8 +58,6 @@ def show_run(
 
     Example: refute runs show 3f2a
     """
-    from refute.report import print_run_summary
-
     with store_from(store) as db:
         run = db.get_run(run_id)
         ok, bad = db.sample_counts(run.id)
@@ -102,8 +102,6 @@ def export(
 
       refute export 3f2a | jq .completion
     """
-    from refute.store import export_run
-
     if output is not None:
         check_output_path(output, "--output")
     with store_from(store) as db:

@@ -9,6 +9,8 @@ import typer
 
 from refute.cli._common import StoreOption, err, finite, friendly_errors, out, store_from
 from refute.errors import ConfigError
+from refute.report import compare_runs, plan_from_rate, plan_from_run
+from refute.report.tables import comparison_table, plan_table
 
 
 def _open_unit(value: float) -> float:
@@ -55,9 +57,6 @@ def compare(
 
       refute compare RUN RUN --chain-b base64                  # canonical vs a transform
     """
-    from refute.report import compare_runs
-    from refute.report.tables import comparison_table
-
     with store_from(store) as db:
         table = compare_runs(db, run_a, run_b, scorer=scorer, chain_a=chain_a, chain_b=chain_b,
                              direction=None if direction is DirectionChoice.auto else direction.value,
@@ -96,9 +95,6 @@ def plan(
 
       refute plan --pilot 3f2a --d -0.05 --samples 5
     """
-    from refute.report import plan_from_rate, plan_from_run
-    from refute.report.tables import plan_table
-
     if (p is None) == (pilot is None):
         raise ConfigError("give exactly one of --p RATE or --pilot RUN_ID")
     if pilot is not None:

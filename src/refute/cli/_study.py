@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table as RichTable
 
 from refute.cli._common import ExitCode, StoreOption, check_output_path, err, friendly_errors, out, store_from
-
-if TYPE_CHECKING:
-    from refute.gate import GateDecision
-    from refute.report._report_tables import Table
+from refute.gate import GateDecision, gate_study, load_policy, study_gate
+from refute.report._document import build_report, study_report
+from refute.report._html import default_report_path, write_report
+from refute.report._report_tables import Table, report_tables
+from refute.study import load_study, run_study
 
 study_app = typer.Typer(help="Studies: a safety question, pre-registered thresholds and the runs that answer it.",
                         no_args_is_help=True)
@@ -67,16 +68,12 @@ def study_run(
 
       refute study run my-study.yaml --no-report --store /tmp/s.db
     """
-    from refute.report._document import study_report
-    from refute.report._html import default_report_path, write_report
-    from refute.report._report_tables import report_tables
-    from refute.study import load_study, run_study
-
     loaded = load_study(study)  # every check happens here, before any model loads
     if output is not None:
         check_output_path(output, "--output")
     with store_from(store) as db:
-        result = run_study(loaded, db, progress=progress, on_event=lambda m: err.print(f"[dim]{m}[/]"))
+        result = run_study(loaded, db, progress=progress, on_event=lambda m: err.print(f"[dim]{m}[/]"),
+                           gate=study_gate)
         err.print(f"study {loaded.spec.id} (sha256 {loaded.hash12}) stored in {db.path.parent / 'studies' / (loaded.hash12 + '.json')}")
         doc = study_report(db, loaded, result, unredacted=unredacted)
         for edit in doc.edits:  # a study edited after results existed: say so
@@ -113,9 +110,6 @@ def gate(
 
       refute gate policy.yaml --study 3f2a9c1b || echo "not deployable (exit $?)"
     """
-    from refute.gate import load_policy
-    from refute.study import gate_study
-
     loaded_policy = load_policy(policy)
     with store_from(store) as db:
         decision = gate_study(db, loaded_policy, study)
@@ -148,9 +142,6 @@ def report(
 
       refute report study.yaml --unredacted -o /secure/full.html
     """
-    from refute.report._document import build_report
-    from refute.report._html import default_report_path, write_report
-
     if output is not None:
         check_output_path(output, "--output")
     with store_from(store) as db:

@@ -1,7 +1,25 @@
 """The eval engine: tasks, solvers, and runs that store every sample as it completes."""
 
-from refute.engine._runner import PlannedSample, default_scorers, derive_seed, plan_samples, resume_run, run_task
-from refute.engine._solver import SampleState, Solver, get_solver, single_turn, solver
+from refute.engine._observations import primary_scorer, run_observations
+from refute.engine._runner import (
+    PlannedSample,
+    check_helpers,
+    default_scorers,
+    derive_seed,
+    plan_samples,
+    resume_run,
+    run_task,
+)
+from refute.engine._solver import (
+    SampleState,
+    Solver,
+    asks,
+    get_solver,
+    helper_roles,
+    list_solvers,
+    single_turn,
+    solver,
+)
 from refute.engine._task import PluginSpec, TaskConfig
 
 __all__ = [
@@ -10,11 +28,17 @@ __all__ = [
     "SampleState",
     "Solver",
     "TaskConfig",
+    "asks",
+    "check_helpers",
     "default_scorers",
     "derive_seed",
     "get_solver",
+    "helper_roles",
+    "list_solvers",
     "plan_samples",
+    "primary_scorer",
     "resume_run",
+    "run_observations",
     "run_task",
     "single_turn",
     "solver",

@@ -29,17 +29,20 @@ from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
+from refute._seeds import derive_seed  # a sample's seed: derive_seed(run seed, prompt id, epoch, chain)
 from refute.datasets import Dataset, Record, load_dataset
 from refute.engine._progress import progress_bar
-from refute.engine._solver import SampleState, SolverRun, get_solver
+from refute.engine._solver import SampleState, SolverRun, get_solver, helper_roles
 from refute.engine._task import TaskConfig
 from refute.errors import ConfigError, RefuteError, StoreError
+from refute.models import load_model
 from refute.models._base import Completion, GenerateRequest, Message, ModelBackend
-from refute.scorers import Scorer, ScoreInput, get_scorer
+from refute.scorers import Score, Scorer, ScoreInput, get_scorer
 from refute.scorers._base import to_record
 from refute.store import RunRecord, SampleRecord, ScoreRecord, Store
+from refute.transforms import parse_chain
 
-__all__ = ["MAX_REPLY_CHARS", "PlannedSample", "plan_samples", "run_task", "resume_run", "derive_seed",
+__all__ = ["MAX_REPLY_CHARS", "PlannedSample", "check_helpers", "plan_samples", "run_task", "resume_run", "derive_seed",
            "default_scorers", "final_status"]
 
 #: Longest reply kept, in characters; a longer one is cut here and the sample marked truncated.
@@ -50,21 +53,24 @@ _VERSIONED = ("refute", "torch", "transformers", "numpy", "scipy", "httpx", "pyd
 
 @dataclass(frozen=True)
 class PlannedSample:
+    """One sample to run: its record, epoch, chain and seed. Its messages are built only when it
+    starts (`messages`), so a resumed run does not transform (or rewrite through a model) the
+    samples it already has."""
+
     record: Record
     epoch: int
     chain: str
     seed: int
-    messages: tuple[Message, ...]
+    base: tuple[Message, ...]
+    transform: Any = field(default=None, compare=False)  # a TransformChain, None for canonical
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        return self.base if self.transform is None else tuple(self.transform.apply(self.base, self.seed))
 
     @property
     def key(self) -> tuple[str, int, str]:
         return (self.record.id, self.epoch, self.chain)
-
-
-def derive_seed(run_seed: int, prompt_id: str, epoch: int, chain: str) -> int:
-    """A sample's seed: stable for the same run seed, prompt, epoch and chain."""
-    digest = hashlib.sha256(f"{run_seed}|{prompt_id}|{epoch}|{chain}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def package_versions() -> dict[str, str]:
@@ -89,16 +95,15 @@ def _base_messages(task: TaskConfig, record: Record) -> tuple[Message, ...]:
     return (Message(role="system", content=task.system), user)
 
 
-def plan_samples(task: TaskConfig, dataset: Dataset) -> list[PlannedSample]:
-    """Every prompt x transform chain x epoch the task asks for, with its messages and seed."""
+def plan_samples(task: TaskConfig, dataset: Dataset, *, rewriter: ModelBackend | None = None) -> list[PlannedSample]:
+    """Every prompt x transform chain x epoch the task asks for, with its seed; ``rewriter`` is
+    the model that rewrite transforms (paraphrase, translation) ask."""
     chains: list[Any] = []
     for name in task.transforms:
         if name == "none":
             chains.append(None)
         else:
-            from refute.redteam import parse_chain
-
-            chains.append(parse_chain(name))
+            chains.append(parse_chain(name, model=rewriter))
     planned = []
     for record in dataset.records:
         base = _base_messages(task, record)
@@ -106,9 +111,36 @@ def plan_samples(task: TaskConfig, dataset: Dataset) -> list[PlannedSample]:
             canonical = "none" if chain is None else chain.name
             for epoch in range(task.epochs):
                 seed = derive_seed(task.seed, record.id, epoch, canonical)
-                messages = base if chain is None else tuple(chain.apply(base, seed))
-                planned.append(PlannedSample(record, epoch, canonical, seed, messages))
+                planned.append(PlannedSample(record, epoch, canonical, seed, base, chain))
     return planned
+
+
+def check_helpers(task: TaskConfig, solve: Any, helpers: dict[str, Any]) -> None:
+    """Every helper model the task needs is there: the roles its solver asks (``attacker``,
+    ``judge``), and a ``rewriter`` for rewrite transforms. Raises ConfigError naming the option."""
+    missing = sorted(helper_roles(solve) - set(helpers))
+    if missing:
+        raise ConfigError(f"solver '{task.solver.name}' asks the {' and '.join(missing)} model"
+                          f"{'s' if len(missing) > 1 else ''}: pass "
+                          + " and ".join(f"--{role} SPEC" for role in missing))
+    for name in task.transforms:  # every chain parses; a rewrite needs its model
+        chain = parse_chain(name, model=_NoModel())
+        if "rewriter" not in helpers and any(step.kind == "rewrite" for step in _steps(chain)):
+            raise ConfigError(f"transform '{name}' rewrites the request through a model: pass "
+                              "--rewriter SPEC (the model that paraphrases or translates)")
+
+
+class _NoModel:
+    """Stands in for a rewrite model while a chain is only checked, never applied."""
+
+    info = None
+
+    def generate(self, requests: Any) -> Any:  # pragma: no cover - never called
+        raise ConfigError("no rewrite model")
+
+
+def _steps(chain: Any) -> list[Any]:
+    return list(getattr(chain, "steps", []))
 
 
 def cache_key(model: ModelBackend, request: GenerateRequest) -> str:
@@ -137,14 +169,18 @@ def _build_scorers(task: TaskConfig, dataset: Dataset) -> list[Scorer]:
 
 def run_task(task: TaskConfig, model: ModelBackend, store: Store, *, name: str | None = None,
              kind: str = "eval", load_options: dict[str, Any] | None = None,
-             helpers: dict[str, ModelBackend] | None = None, progress: bool = True) -> RunRecord:
+             helpers: dict[str, ModelBackend] | None = None, progress: bool = True,
+             parent: str | None = None, role: str | None = None) -> RunRecord:
     """Start a run of ``task`` on ``model``; every sample is committed as it completes.
 
     ``helpers`` are the other models a solver may ask by role (``attacker``, ``judge``, ...).
+    ``parent`` and ``role`` link the run to the run it belongs to in the store (a capability
+    control: ``role="capability"``, its attack run as parent).
     """
     dataset = _load_task_dataset(task)  # a malformed dataset raises here, before any run exists
-    get_solver(task.solver.name, **task.solver.args)  # so does an unknown solver or bad argument
-    planned = plan_samples(task, dataset)
+    solve = get_solver(task.solver.name, **task.solver.args)  # so does an unknown solver or bad argument
+    check_helpers(task, solve, helpers or {})  # and a solver or rewrite with no model to ask
+    planned = plan_samples(task, dataset, rewriter=(helpers or {}).get("rewriter"))
     scorers = _build_scorers(task, dataset)
     model_json = {"backend": model.info.backend, "details": model.info.details,
                   "load_options": load_options or {},
@@ -153,6 +189,7 @@ def run_task(task: TaskConfig, model: ModelBackend, store: Store, *, name: str |
         kind=kind, name=name, model_spec=model.info.spec, model_revision=model.info.revision,
         model=model_json, config=task.model_dump(mode="json"), versions=package_versions(),
         dataset_name=dataset.name, dataset_hash=dataset.content_hash, n_planned=len(planned),
+        parent_id=parent, role=role,
     )
     return _execute(run, planned, scorers, {**(helpers or {}), "target": model}, store, progress)
 
@@ -182,21 +219,26 @@ def resume_run(run_id: str, store: Store, model: ModelBackend | None = None, *,
         )
     options = {**run.model.get("load_options", {}), **(load_options or {})}
     if model is None:
-        from refute.models import load_model
-
         model = load_model(run.model_spec, **options)
     if model.info.spec != run.model_spec:
         raise ConfigError(f"run {run.id} used model '{run.model_spec}', not '{model.info.spec}'")
+    if model.info.revision != run.model_revision:
+        raise ConfigError(f"run {run.id} used model revision {run.model_revision}, but '{run.model_spec}' "
+                          f"now loads revision {model.info.revision}; start a new run")
+    if model.info.details.get("spec") != run.model.get("details", {}).get("spec"):
+        raise ConfigError(f"run {run.id}: an edit file of '{run.model_spec}' changed since the run started "
+                          "(its sha256 differs); start a new run")
     if load_options or model.info.details != run.model.get("details"):
         store.set_model(run.id, {**run.model, "details": model.info.details, "load_options": options})
     helpers = dict(helpers or {})
+    loaded: dict[str, ModelBackend] = {run.model_spec: model}
     for role, spec in run.model.get("helpers", {}).items():
-        if role not in helpers:
-            from refute.models import load_model
-
-            helpers[role] = load_model(spec)
+        if role not in helpers:  # one backend per spec: the target may be its own attacker
+            helpers[role] = loaded[spec] if spec in loaded else loaded.setdefault(spec, load_model(spec))
     models = {**helpers, "target": model}
-    return _execute(run, plan_samples(task, dataset), _build_scorers(task, dataset), models, store, progress)
+    check_helpers(task, get_solver(task.solver.name, **task.solver.args), models)
+    planned = plan_samples(task, dataset, rewriter=models.get("rewriter"))
+    return _execute(run, planned, _build_scorers(task, dataset), models, store, progress)
 
 
 @dataclass
@@ -278,7 +320,15 @@ class _Engine:
 
     def _start(self, plan: PlannedSample) -> _Slot | None:
         """A new sample's first request, or None when its solver failed before asking (committed)."""
-        state = SampleState(messages=list(plan.messages), config=self.task.generate, seed=plan.seed)
+        try:
+            messages = list(plan.messages)
+        except RefuteError as exc:  # a rewrite model failed: the sample fails, the run goes on
+            messages = list(plan.base)
+            failed = SampleState(messages=messages, config=self.task.generate, seed=plan.seed,
+                                 completion=Completion(text="", error=f"transform failed: {exc}"))
+            self._commit(_Slot(plan, failed, iter(()), GenerateRequest((), self.task.generate, plan.seed)))  # type: ignore[arg-type]
+            return None
+        state = SampleState(messages=messages, config=self.task.generate, seed=plan.seed)
         run = self.solve(state)
         try:
             return _Slot(plan, state, run, next(run))
@@ -424,8 +474,6 @@ def _commit(store: Store, run_id: str, slot: _Slot, scorers: list[Scorer]) -> No
 
 
 def _safe_score(s: Scorer, item: ScoreInput) -> ScoreRecord:
-    from refute.scorers import Score
-
     try:
         return to_record(s, s.score(item))
     except RefuteError as exc:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from refute.errors import ConfigError
 from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message
+from refute.registry import registry
 
-__all__ = ["SampleState", "Solver", "solver", "get_solver", "single_turn"]
+__all__ = ["SampleState", "Solver", "get_solver", "list_solvers", "single_turn", "solver"]
 
 
 @dataclass
@@ -39,26 +39,32 @@ class SampleState:
 SolverRun = Generator[GenerateRequest, Completion, None]
 Solver = Callable[[SampleState], SolverRun]
 
-_SOLVERS: dict[str, Callable[..., Solver]] = {}
+_SOLVERS = registry("solver")
+
+F = TypeVar("F", bound=Callable[..., Solver])
 
 
-def solver(name: str) -> Callable[[Callable[..., Solver]], Callable[..., Solver]]:
-    def register(factory: Callable[..., Solver]) -> Callable[..., Solver]:
-        _SOLVERS[name] = factory
+def solver(name: str) -> Callable[[F], F]:
+    """Register a solver factory under ``name`` (its docstring's first line describes it)."""
+
+    def register(factory: F) -> F:
+        _SOLVERS.register(name, factory)
         return factory
 
     return register
 
 
 def get_solver(name: str, **args: Any) -> Solver:
-    if name not in _SOLVERS:
-        import refute.redteam  # noqa: F401  (registers the attack solvers: crescendo, pair, ...)
-    if name not in _SOLVERS:
-        raise ConfigError(f"unknown solver '{name}'; known: {', '.join(sorted(_SOLVERS))}")
-    try:
-        return _SOLVERS[name](**args)
-    except TypeError as exc:
-        raise ConfigError(f"solver '{name}': bad arguments {args}: {exc}") from exc
+    """Build the solver ``name``; ``ConfigError`` for an unknown name or arguments its factory does
+    not take (checked before it runs). The attack solvers (``pair``, ``crescendo``, ...) register
+    from `refute.redteam` through the ``refute`` entry-point group, loaded on first need."""
+    built: Solver = _SOLVERS.build(name, **args)
+    return built
+
+
+def list_solvers() -> dict[str, str]:
+    """Every registered solver (plug-ins included) and its description, by name."""
+    return {e.name: e.description for e in _SOLVERS.entries()}
 
 
 @solver("single_turn")
@@ -73,3 +79,15 @@ def single_turn() -> Solver:
             state.messages.append(Message(role="assistant", content=completion.text))
 
     return run
+
+
+def asks(run: Solver, *roles: str) -> Solver:
+    """Declare that the solver ``run`` asks the helper models ``roles`` (``attacker``, ``judge``)
+    besides the target, so a run that lacks one fails before it is created."""
+    run.roles = frozenset(roles)  # type: ignore[attr-defined]
+    return run
+
+
+def helper_roles(run: Solver) -> frozenset[str]:
+    """The helper models a solver asks (none for single-turn solvers)."""
+    return frozenset(getattr(run, "roles", frozenset()))

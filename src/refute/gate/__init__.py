@@ -20,6 +20,7 @@ from refute.gate._policy import (
     Safeguard,
     load_policy,
 )
+from refute.gate._study import StudyGate, gate_study, study_gate
 
 __all__ = [
     "DECISIONS",
@@ -34,7 +35,10 @@ __all__ = [
     "Requirement",
     "Safeguard",
     "SafeguardOutcome",
+    "StudyGate",
     "ThresholdOutcome",
     "decide",
+    "gate_study",
     "load_policy",
+    "study_gate",
 ]

@@ -27,6 +27,7 @@ from refute.gate._policy import (
     PolicySpec,
     Requirement,
 )
+from refute.stats import conservative_end
 
 __all__ = ["Check", "GateDecision", "Interval", "SafeguardOutcome", "ThresholdOutcome", "decide"]
 
@@ -61,6 +62,7 @@ class Check:
     high: float | None
     passed: bool  # for a threshold: crossed; for a safeguard condition: met
     text: str
+    threshold: float | None = None  # the number in ``rule``; None only in results stored before it was kept
 
 
 @dataclass(frozen=True)
@@ -116,10 +118,18 @@ class GateDecision:
         outcomes = []
         for t in d["thresholds"]:
             guards = [SafeguardOutcome(s["id"], s["description"], s["effective"],
-                                       [Check(**c) for c in s["checks"]]) for s in t["safeguards"]]
-            outcomes.append(ThresholdOutcome(**{**t, "check": Check(**t["check"]), "safeguards": guards}))
+                                       [_check(c) for c in s["checks"]]) for s in t["safeguards"]]
+            outcomes.append(ThresholdOutcome(**{**t, "check": _check(t["check"]), "safeguards": guards}))
         return cls(d["policy"], d.get("policy_sha256"), d["decision"], outcomes, d.get("confidence"),
                    list(d.get("notes", [])))
+
+
+def _check(d: dict[str, Any]) -> Check:
+    """A stored check; one stored before thresholds were kept as numbers gets its number from the
+    rule text it was written with ("above 0.1", ">= 0.9")."""
+    if d.get("threshold") is None:
+        d = {**d, "threshold": float(d["rule"].split()[-1])}
+    return Check(**d)
 
 
 def _fmt(m: Interval) -> str:
@@ -130,27 +140,26 @@ def _threshold_check(measure: str, m: Interval | None, above: bool, t: float) ->
     rule = f"{'above' if above else 'below'} {t:g}"
     if m is None:
         return Check(measure, rule, None, None, None, None, True,
-                     f"{measure} was not measured, so it counts as crossed")
-    end, bound = (m.high, "upper") if above else (m.low, "lower")
+                     f"{measure} was not measured, so it counts as crossed", threshold=t)
+    bound, end = conservative_end(m, "lower" if above else "higher")  # the dangerous end
     crossed = end > t if above else end < t
     side = ">" if above else "<"
     text = (f"{measure} = {_fmt(m)}; {bound} bound {end:.3f} {side if crossed else ('<=' if above else '>=')} "
             f"{t:g}: {'crossed' if crossed else 'not crossed'}")
-    return Check(measure, rule, bound, m.value, m.low, m.high, crossed, text)  # type: ignore[arg-type]
+    return Check(measure, rule, bound, m.value, m.low, m.high, crossed, text, threshold=t)
 
 
 def _requirement_check(r: Requirement, m: Interval | None) -> Check:
     rule = str(r)
     if m is None:
         return Check(r.measure, rule, None, None, None, None, False,
-                     f"{r.measure} was not measured, so the safeguard is not shown effective")
-    if r.higher_is_safe:
-        end, bound, ok = m.low, "lower", m.low >= r.value
-    else:
-        end, bound, ok = m.high, "upper", m.high <= r.value
+                     f"{r.measure} was not measured, so the safeguard is not shown effective",
+                     threshold=r.value)
+    bound, end = conservative_end(m, "higher" if r.higher_is_safe else "lower")  # its conservative end must clear
+    ok = end >= r.value if r.higher_is_safe else end <= r.value
     text = (f"{r.measure} = {_fmt(m)}; {bound} bound {end:.3f} "
             f"{'clears' if ok else 'does not clear'} {rule}")
-    return Check(r.measure, rule, bound, m.value, m.low, m.high, ok, text)  # type: ignore[arg-type]
+    return Check(r.measure, rule, bound, m.value, m.low, m.high, ok, text, threshold=r.value)
 
 
 def _most(decisions: list[Decision]) -> Decision:

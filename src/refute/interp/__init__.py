@@ -4,12 +4,13 @@ Activations are read from local `hf` models (``default``, ``hf:...``, ``gguf:...
 on named sites (``resid_pre.L``, ``resid_post.L``, ``attn_out.L``, ``mlp_out.L``). Directions and
 interventions come back to the engine as model variants, so their behavioural effect is measured
 like any eval, on held-out prompts, against a norm-matched random control, with intervals.
-torch loads only when a function needs it.
+torch loads only when a function needs it. The causal test's page is rendered by
+`refute.report.write_causal_report`; the probe scorer (``probe``) registers through the ``refute``
+entry-point group.
 """
 
 from refute.interp._capture import Activations, ActivationStore, capture, render_prompts
 from refute.interp._causal import CausalConfig, CausalResult, run_causal
-from refute.interp._causal_report import write_causal_report
 from refute.interp._directions import (
     Direction,
     ablate,
@@ -24,6 +25,7 @@ from refute.interp._directions import (
 from refute.interp._errors import InterpError
 from refute.interp._patching import PatchResult, patch_sweep
 from refute.interp._probe_fit import ProbeFit, fit_probe_on_prompts
+from refute.interp._probe_scorer import ProbeScorer
 from refute.interp._probes import (
     LayerSweep,
     Probe,
@@ -42,6 +44,7 @@ from refute.interp._sae import (
     top_contexts,
     train_sae,
 )
+from refute.interp._sae_file import SAEFile, load_sae, save_sae
 from refute.interp._sites import Site, all_sites, find_layers, hooks, parse_site
 from refute.interp._variant import Variant, ablated, feature_edited, steered
 
@@ -56,7 +59,9 @@ __all__ = [
     "PatchResult",
     "Probe",
     "ProbeFit",
+    "ProbeScorer",
     "SAEConfig",
+    "SAEFile",
     "SAEMetrics",
     "Site",
     "Variant",
@@ -78,6 +83,7 @@ __all__ = [
     "fit_probe_on_prompts",
     "hooks",
     "layer_sweep",
+    "load_sae",
     "orthogonalize_weights",
     "parse_site",
     "patch_sweep",
@@ -86,9 +92,9 @@ __all__ = [
     "run_causal",
     "sae_metrics",
     "save_orthogonalized",
+    "save_sae",
     "split_indices",
     "steered",
     "top_contexts",
     "train_sae",
-    "write_causal_report",
 ]

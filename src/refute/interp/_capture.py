@@ -1,8 +1,9 @@
 """Capture activations at named sites and token positions, into memory or a disk-backed store.
 
-Prompts are rendered exactly as the `hf` backend renders them for generation (`render_prompt`:
-the chat template with the model's default system prompt), so what is captured is what the
-engine later measures. Batches are left-padded; positions are counted within each row's own
+Prompts are rendered and tokenised exactly as the `hf` backend does for generation
+(`refute.models.render` and `encode`: the chat template with the model's default system prompt,
+or a base model's plain transcript after its BOS token), so what is captured is what the engine
+later measures. Batches are left-padded; positions are counted within each row's own
 tokens (``-1`` = last prompt token, ``0`` = first), never in padded coordinates. The forward
 pass stops as soon as every site is captured.
 
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from refute.interp._errors import InterpError
 from refute.interp._sites import Site, hooks, parse_site
 from refute.models._base import Message
+from refute.models._encode import encode_texts, render
 
 if TYPE_CHECKING:
     import torch
@@ -41,21 +43,24 @@ _INDEX_VERSION = 1
 
 def render_prompts(tokenizer: Any, prompts: Sequence[str], *, system: str | None = None,
                    chat: bool = True) -> list[str]:
-    """The text the model sees for each user prompt (chat template unless ``chat=False``)."""
-    from refute.models._hf import render_prompt
-
+    """The text the model sees for each user prompt (`refute.models.render`), or the prompts
+    as they are with ``chat=False``."""
     if not chat:
         return list(prompts)
     head = (Message(role="system", content=system),) if system is not None else ()
-    return [render_prompt(tokenizer, (*head, Message(role="user", content=p))) for p in prompts]
+    return [render(tokenizer, (*head, Message(role="user", content=p))) for p in prompts]
 
 
 def encode_batch(tokenizer: Any, texts: Sequence[str], device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Left-padded token ids, attention mask and position ids for ``texts`` (no special tokens)."""
+    """Left-padded token ids, attention mask and position ids for rendered ``texts``.
+
+    Each row is `refute.models.encode_texts` of its text: the ids generation gives the model (a
+    base model's BOS token first), so position 0 is that BOS token where there is one.
+    """
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    enc = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = tokenizer.pad({"input_ids": encode_texts(tokenizer, texts)}, padding=True, return_tensors="pt")
     out = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
     # Positions count real tokens only, as in generation; otherwise left padding shifts them.
     out["position_ids"] = (out["attention_mask"].cumsum(dim=-1) - 1).clamp(min=0)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from refute.datasets import Record, load_dataset
+from refute.engine import PluginSpec, TaskConfig, run_task
 from refute.interp._capture import capture, render_prompts
 from refute.interp._directions import (
     Direction,
@@ -49,6 +50,9 @@ from refute.interp._scores import (
 )
 from refute.interp._sites import Site, find_layers
 from refute.interp._variant import ablated, steered
+from refute.models import GenerateConfig
+from refute.stats import Estimate, paired_difference, rate
+from refute.stats._bootstrap import bootstrap_means, percentile_interval
 
 __all__ = ["CausalConfig", "CausalResult", "Condition", "make_splits", "run_causal", "split_records"]
 
@@ -184,18 +188,22 @@ def _write_jsonl(records: Sequence[Record], path: Path) -> str:
 
 
 def _paired_ci(deltas: Sequence[float], seed: int, n_boot: int = 2000) -> dict[str, Any]:
-    """Mean of paired differences with a percentile bootstrap over texts."""
+    """Mean of paired differences with a percentile bootstrap over texts, as an `Estimate`'s dict.
+
+    ``mean`` (= ``value``) and ``n`` (= ``n_samples``) are kept beside its fields: the causal
+    report and result files written before read those.
+    """
     import numpy as np
 
     x = np.asarray(deltas, dtype=float)
     x = x[~np.isnan(x)]
     if len(x) == 0:
-        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0,
-                "method": "none"}
-    rng = np.random.default_rng(seed)
-    boots = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
-    return {"mean": float(x.mean()), "low": float(np.quantile(boots, 0.025)),
-            "high": float(np.quantile(boots, 0.975)), "n": len(x), "method": "bootstrap-percentile"}
+        est = Estimate(float("nan"), float("nan"), float("nan"), 0.95, "none", 0, 0, len(deltas))
+    else:
+        low, high = percentile_interval(bootstrap_means(x, n_boot, np.random.default_rng(seed)), 0.95)
+        est = Estimate(float(x.mean()), float(low), float(high), 0.95, "bootstrap-percentile", len(x),
+                       len(x), len(deltas) - len(x))
+    return {**est.to_dict(), "mean": est.value, "n": est.n_samples}
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -229,10 +237,6 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
                workdir: str | Path | None = None,
                progress: Callable[[str], None] | None = None) -> CausalResult:
     """Find a refusal direction on train prompts, choose on val, measure on test through the engine."""
-    from refute.engine import PluginSpec, TaskConfig, run_task
-    from refute.models import GenerateConfig
-    from refute.stats import paired_difference, rate
-
     cfg = config or CausalConfig()
     t0 = time.perf_counter()
     model, tok = getattr(backend, "model", None), getattr(backend, "tokenizer", None)
@@ -296,6 +300,8 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     direction = candidates[(best["layer"], best["position"])]
     direction.save(work / "direction.safetensors")
     control = random_like(direction, cfg.seed + 1)
+    # Saved, so every variant's spec is one `load_model` accepts (BASE+ablate:FILE): runs resume.
+    d_file, c_file = (work / "direction.safetensors").resolve(), control.save(work / "control.safetensors").resolve()
 
     gen = GenerateConfig(max_tokens=cfg.max_tokens)
     refusal = [PluginSpec(name=cfg.scorer)]
@@ -305,7 +311,7 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     for coef in cfg.coefficients:
         _log(progress, f"choosing the addition coefficient on validation prompts: {coef:g}")
         run = run_task(TaskConfig(dataset=val_file, generate=gen, scorers=refusal, seed=cfg.seed),
-                       steered(backend, direction, direction.layer, coef), store,
+                       steered(backend, direction, direction.layer, coef, file=d_file), store,
                        name=f"interp-val-add-{coef:g}", kind="interp", progress=False)
         vals = [s.value for s in store.scores(run.id, cfg.scorer)]
         r = sum(v for v in vals if v is not None) / max(1, len(vals))
@@ -319,16 +325,17 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     # -- 4. held-out test prompts through the engine --------------------------------------------
     files = {"harmful": _write_jsonl(hs["test"], work / "harmful_test.jsonl"),
              "harmless": _write_jsonl(bs["test"], work / "harmless_test.jsonl")}
-    plan = [("baseline-harmful", "harmful", backend), ("ablation-harmful", "harmful", ablated(backend, direction)),
-            ("random-ablation-harmful", "harmful", ablated(backend, control)),
+    plan = [("baseline-harmful", "harmful", backend), ("ablation-harmful", "harmful", ablated(backend, direction, file=d_file)),
+            ("random-ablation-harmful", "harmful", ablated(backend, control, file=c_file)),
             ("baseline-harmless", "harmless", backend),
-            ("addition-harmless", "harmless", steered(backend, direction, direction.layer, coefficient)),
-            ("random-addition-harmless", "harmless", steered(backend, control, direction.layer, coefficient))]
+            ("addition-harmless", "harmless", steered(backend, direction, direction.layer, coefficient, file=d_file)),
+            ("random-addition-harmless", "harmless",
+             steered(backend, control, direction.layer, coefficient, file=c_file))]
     if cfg.tasks:
         held_out = {r.id for r in bs["train"] + bs["val"]}
         task_recs = [r for r in load_dataset(cfg.tasks).records if r.id not in held_out][: cfg.n_tasks]
         files["tasks"] = _write_jsonl(task_recs, work / "tasks_test.jsonl")
-        plan += [("baseline-tasks", "tasks", backend), ("ablation-tasks", "tasks", ablated(backend, direction))]
+        plan += [("baseline-tasks", "tasks", backend), ("ablation-tasks", "tasks", ablated(backend, direction, file=d_file))]
     conditions: dict[str, Condition] = {}
     values: dict[str, dict[str, float | None]] = {}
     for name, which, model_variant in plan:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from refute.interp._capture import capture, encode_batch
 from refute.interp._errors import InterpError
 from refute.interp._sites import Site, SiteKind, find_layers, hooks
+from refute.interp._svg import heatmap, write_svg
 
 if TYPE_CHECKING:
     import torch
@@ -61,8 +62,6 @@ class PatchResult:
 
     def to_svg(self) -> str:
         """The layers x positions grid as a self-contained SVG heatmap (one rect per cell)."""
-        from refute.interp._svg import heatmap
-
         return heatmap(self.values.tolist(), [str(layer) for layer in self.layers],
                        [f"{p} {self.tokens[p]!r}" for p in self.positions],
                        title=f"activation patching, {self.direction}", row_title=f"layer ({self.site_kind})",
@@ -71,8 +70,6 @@ class PatchResult:
 
     def plot(self, path: str | Path) -> Path:
         """Write `to_svg` to ``path`` (``.svg``)."""
-        from refute.interp._svg import write_svg
-
         return write_svg(self.to_svg(), path)
 
 

@@ -23,6 +23,8 @@ from refute.interp._probes import (
     split_indices,
 )
 from refute.interp._sites import parse_site
+from refute.models._base import Message
+from refute.models._encode import render
 
 if TYPE_CHECKING:
     import torch
@@ -81,16 +83,14 @@ def fit_probe_on_prompts(backend: Any, positive: Sequence[str], negative: Sequen
 
 
 def render_messages(tokenizer: Any, messages: Sequence[dict[str, str]], fallback: str) -> str:
-    """The prompt the model saw: the transcript without its trailing assistant replies."""
-    from refute.models._base import Message
-    from refute.models._hf import render_prompt
-
+    """The prompt the model saw (`refute.models.render`): the transcript without its trailing
+    assistant replies."""
     msgs = [Message(role=m["role"], content=m["content"]) for m in messages]  # type: ignore[arg-type]
     while msgs and msgs[-1].role == "assistant":
         msgs.pop()
     if not msgs:
         msgs = [Message(role="user", content=fallback)]
-    return render_prompt(tokenizer, msgs)
+    return render(tokenizer, msgs)
 
 
 def score_messages(probe: Probe, backend: Any, transcripts: Sequence[Sequence[dict[str, str]]],

@@ -1,18 +1,18 @@
 """Linear probes on captured activations, with intervals, splits and a layer sweep.
 
-* ``logistic``: L2-regularized logistic regression (full-batch L-BFGS on standardized features);
-  the regularization strength is chosen on the validation split.
+* ``logistic``: L2-regularized logistic regression on standardized features
+  (`refute.stats.logistic_regression`: penalty ``l2 / 2 * |w|^2`` on the summed log loss, i.e.
+  scikit-learn's ``C = 1 / l2``); the strength is chosen on the validation split.
 * ``diff_means``: project onto the difference of class means; threshold at the midpoint
   (the probe that needs no fitting, and the one a difference-in-means direction implies).
 
-Metrics are AUROC (Mann-Whitney) and accuracy, each with a percentile bootstrap interval over
-examples, on the test split and on any out-of-distribution sets. A probe that separates classes is
+Metrics are AUROC (Mann-Whitney) and accuracy, each a `refute.stats.Estimate` with a percentile
+bootstrap interval over examples, on the test split and on any out-of-distribution sets. A probe that separates classes is
 a correlational finding; `refute.interp.run_causal` is how a direction earns a causal claim.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from refute.interp._errors import InterpError
+from refute.interp._svg import line_plot, write_svg
+from refute.stats import Estimate, logistic_regression
+from refute.stats._bootstrap import bootstrap_statistic, percentile_interval
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,25 +70,22 @@ def auroc(scores: Any, labels: Any) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-@dataclass(frozen=True)
-class Interval:
-    value: float
-    low: float
-    high: float
-    method: str = "bootstrap-percentile"
-
-    def __str__(self) -> str:
-        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+_METHOD = "bootstrap-percentile"
 
 
 @dataclass(frozen=True)
 class ProbeMetrics:
-    """AUROC and accuracy on one split, each with a 95% bootstrap interval."""
+    """AUROC and accuracy on one split, each an `Estimate` with its 95% bootstrap interval."""
 
     split: str
     n: int
-    auroc: Interval
-    accuracy: Interval
+    auroc: Estimate
+    accuracy: Estimate
+
+
+def _estimate(d: Mapping[str, Any], n: int) -> Estimate:
+    """An `Estimate` from a saved metric (files written before it was one lack the counts)."""
+    return Estimate(**{"confidence": 0.95, "method": _METHOD, "n_prompts": n, "n_samples": n, **d})
 
 
 @dataclass
@@ -144,7 +144,8 @@ class Probe:
                 raise InterpError(f"{path} is a safetensors file but not a refute probe (no 'refute_probe' metadata)")
             tensors = {k: f.get_tensor(k) for k in ("weight", "mean", "std")}
         meta = ProbeFile.model_validate_json(header)
-        metrics = {k: ProbeMetrics(m["split"], m["n"], Interval(**m["auroc"]), Interval(**m["accuracy"]))
+        metrics = {k: ProbeMetrics(m["split"], m["n"], _estimate(m["auroc"], m["n"]),
+                                   _estimate(m["accuracy"], m["n"]))
                    for k, m in meta.metrics.items()}
         return cls(meta.kind, tensors["weight"], meta.bias, tensors["mean"], tensors["std"], meta.l2, metrics,
                    meta.site, meta.position, meta.model, meta.threshold)
@@ -162,7 +163,8 @@ class ProbeFile(BaseModel):
     bias: float
     """Added to the projection of standardized activations."""
     l2: float = 0.0
-    """L2 strength chosen on validation (logistic only)."""
+    """L2 strength chosen on validation (logistic only), in `refute.stats.logistic_regression`'s
+    convention (``C = 1 / l2``); informational, the score does not use it."""
     threshold: float = 0.0
     """A score above it is class 1 (positive)."""
     site: str | None = None
@@ -175,28 +177,21 @@ class ProbeFile(BaseModel):
     """Per split: n, AUROC and accuracy with their bootstrap intervals."""
 
 
-def _fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, steps: int = 100) -> tuple[torch.Tensor, float]:
+def _fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor, float]:
     import torch
 
-    w = torch.zeros(x.shape[1], requires_grad=True)
-    b = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y) + l2 * (w @ w)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return w.detach(), float(b.detach())
+    fit = logistic_regression(x.double().numpy(), y.long().numpy(), l2=l2, n_classes=2)
+    return torch.from_numpy(fit.coef[0]).float(), float(fit.intercept[0])
 
 
 def fit_probe(x_train: torch.Tensor, y_train: Sequence[int] | torch.Tensor, *, kind: ProbeKind = "logistic",
               x_val: torch.Tensor | None = None, y_val: Sequence[int] | torch.Tensor | None = None,
-              l2_grid: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0)) -> Probe:
-    """Fit a probe on ``(N, D)`` activations; ``l2`` is chosen by validation AUROC when val is given."""
+              l2_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0, 1000.0)) -> Probe:
+    """Fit a probe on ``(N, D)`` activations.
+
+    ``l2`` (`refute.stats.logistic_regression`'s convention) is chosen from ``l2_grid`` by
+    validation AUROC when val is given, else the grid's middle value is used.
+    """
     import torch
 
     x = x_train.float()
@@ -214,7 +209,7 @@ def fit_probe(x_train: torch.Tensor, y_train: Sequence[int] | torch.Tensor, *, k
         raise InterpError(f"unknown probe kind '{kind}': use logistic or diff_means")
     best: Probe | None = None
     best_auc = -1.0
-    grid = l2_grid if x_val is not None and y_val is not None else l2_grid[1:2]
+    grid = l2_grid if x_val is not None and y_val is not None else l2_grid[len(l2_grid) // 2:][:1]
     for l2 in grid:
         w, b = _fit_logistic(z, y, l2)
         probe = Probe(kind, w, b, mean, std, l2)
@@ -228,21 +223,14 @@ def fit_probe(x_train: torch.Tensor, y_train: Sequence[int] | torch.Tensor, *, k
     return best
 
 
-def _boot(stat: Any, scores: np.ndarray, labels: np.ndarray, seed: int, n_boot: int) -> Interval:
+def _boot(stat: Any, scores: np.ndarray, labels: np.ndarray, seed: int, n_boot: int) -> Estimate:
     import numpy as np
 
-    rng = np.random.default_rng(seed)
+    boot = bootstrap_statistic(stat, scores, labels, n_boot=n_boot, rng=np.random.default_rng(seed))
+    boot = boot[~np.isnan(boot)]  # resamples with one class only have no AUROC
     n = len(labels)
-    vals = []
-    for _ in range(n_boot):
-        i = rng.integers(0, n, n)
-        v = stat(scores[i], labels[i])
-        if not math.isnan(v):
-            vals.append(v)
-    value = stat(scores, labels)
-    if not vals:
-        return Interval(value, float("nan"), float("nan"))
-    return Interval(value, float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975)))
+    low, high = percentile_interval(boot, 0.95) if boot.size else (float("nan"), float("nan"))
+    return Estimate(stat(scores, labels), float(low), float(high), 0.95, _METHOD, n, n)
 
 
 def evaluate_probe(probe: Probe, x: torch.Tensor, y: Sequence[int] | torch.Tensor, split: str = "test",
@@ -284,8 +272,6 @@ class LayerSweep:
 
     def to_svg(self, split: str = "test") -> str:
         """AUROC by site on ``split`` with its 95% interval, as a self-contained SVG."""
-        from refute.interp._svg import line_plot
-
         if not self.rows or split not in self.rows[0].metrics:
             raise InterpError(f"no '{split}' metrics to plot; splits: "
                               f"{', '.join(self.rows[0].metrics) if self.rows else 'none'}")
@@ -296,8 +282,6 @@ class LayerSweep:
 
     def plot(self, path: str | Path, split: str = "test") -> Path:
         """Write `to_svg` to ``path`` (``.svg``)."""
-        from refute.interp._svg import write_svg
-
         return write_svg(self.to_svg(split), path)
 
 

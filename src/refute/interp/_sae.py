@@ -16,8 +16,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from refute.interp._capture import ActivationStore
+from refute.interp._capture import ActivationStore, _forward, encode_batch
 from refute.interp._errors import InterpError
+from refute.interp._scores import cross_entropy
 from refute.interp._sites import HookFn, Site, hooks, parse_site
 
 if TYPE_CHECKING:
@@ -157,8 +158,6 @@ def ce_loss_recovered(model: Any, tokenizer: Any, sae: Any, site: str | Site, te
     """CE with the site clean, replaced by the SAE's reconstruction, and zeroed; and the share recovered."""
     import torch
 
-    from refute.interp._scores import cross_entropy
-
     s = parse_site(site)
     mean = lambda v: float(sum(v) / len(v))
     clean = mean(cross_entropy(model, tokenizer, texts))
@@ -175,8 +174,6 @@ def top_contexts(model: Any, tokenizer: Any, sae: Any, site: str | Site, texts: 
                  *, n: int = 10, window: int = 8) -> list[tuple[float, str]]:
     """The ``n`` token contexts (up to ``window`` tokens before) where ``feature`` fires hardest."""
     import torch
-
-    from refute.interp._capture import _forward, encode_batch
 
     found: list[tuple[float, str]] = []
     s = parse_site(site)
@@ -199,19 +196,25 @@ def top_contexts(model: Any, tokenizer: Any, sae: Any, site: str | Site, texts: 
     return sorted(found, key=lambda t: -t[0])[:n]
 
 
-def feature_hooks(sae: Any, site: str | Site, features: Sequence[int], value: float | None = 0.0) -> dict[Site, HookFn]:
+def feature_hooks(sae: Any, site: str | Site, features: Sequence[int],
+                  value: float | Sequence[float | None] | None = 0.0) -> dict[Site, HookFn]:
     """Ablate (``value=0``) or clamp (``value=c``) SAE features at a site, keeping the SAE's error term.
 
     ``x <- x + W_dec[f] * (value - z_f)`` for each feature, so everything the SAE does not explain
-    stays as it was. Use with `hooks` or wrap in a `Variant` to measure the behavioural effect.
+    stays as it was. ``value`` is one value for every feature or one per feature (None: ablate).
+    Use with `hooks` or wrap in a `Variant` to measure the behavioural effect.
     """
     import torch
 
     idx = torch.as_tensor(list(features), dtype=torch.long)
+    values = list(value) if isinstance(value, Sequence) else [value] * len(idx)
+    if len(values) != len(idx):
+        raise InterpError(f"feature_hooks: {len(values)} values for {len(idx)} features")
+    targets = torch.tensor([0.0 if v is None else float(v) for v in values])  # (k,)
 
     def edit(x: torch.Tensor) -> torch.Tensor:
         z = sae.encode(x)[:, idx]  # (N, k)
-        target = torch.zeros_like(z) if value is None else torch.full_like(z, float(value))
+        target = targets.to(device=z.device, dtype=z.dtype).expand_as(z)
         return x + (target - z) @ sae.W_dec[idx]
 
     return {parse_site(site): _replace_with(lambda x: edit(x).detach())}

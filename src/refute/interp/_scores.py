@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from refute.interp._capture import _forward, encode_batch
+from refute.models._encode import encode_text
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +67,8 @@ def cross_entropy(model: Any, tokenizer: Any, texts: Sequence[str], *,
                   intervention: AbstractContextManager[Any] | None = None) -> list[float]:
     """Mean next-token cross-entropy (nats) of each text; with ``prefixes``, of the tokens after them.
 
-    Texts are tokenized without special tokens; a text's first token is not predicted.
+    Texts are tokenized as generation tokenizes a rendered prompt (`refute.models.encode_texts`:
+    a base model's BOS token first); a text's first token is not predicted.
     """
     import torch
 
@@ -93,7 +95,7 @@ def _cross_entropy(model: Any, tokenizer: Any, texts: Sequence[str], prefixes: S
             T = ids.shape[1]
             lengths = mask.sum(dim=1)
             for row, prefix in enumerate(prefixes[start : start + batch_size]):
-                n_prefix = len(tokenizer(prefix, add_special_tokens=False).input_ids)
+                n_prefix = len(encode_text(tokenizer, prefix))  # counts the BOS token, as the text's ids do
                 first = int(T - lengths[row]) + n_prefix  # padded column of the first scored token
                 scored[row, : max(0, first - 1)] = False
         out = model(**enc, use_cache=False)

@@ -2,19 +2,23 @@
 
 `Variant` wraps an `HFBackend` and installs its hooks only while it generates, so the wrapped
 model is untouched between calls and several variants can share one set of weights. Its spec
-names the intervention (``default+ablate(dir=1a2b3c4d5e)``), so runs, cache keys and reports keep
-the variants apart.
+names the intervention (``default+ablate(dir=1a2b3c4d5e)``, or ``default+ablate:FILE`` when the
+direction is saved in FILE: a spec `refute.models.load_model` accepts), so runs, cache keys and
+reports keep the variants apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from refute.interp._directions import Direction, ablation_hooks, addition_hooks
 from refute.interp._errors import InterpError
+from refute.interp._sae import feature_hooks
 from refute.interp._sites import HookFn, Site, hooks
 from refute.models._base import Completion, GenerateRequest, ModelInfo
+from refute.models._edits import AblateEdit, SteerEdit
 
 __all__ = ["Variant", "ablated", "feature_edited", "steered"]
 
@@ -54,17 +58,30 @@ class Variant:
         return None
 
 
-def ablated(base: Any, direction: Direction, *, name: str | None = None) -> Variant:
-    """``base`` with the direction ablated at every layer and position."""
-    name = name or f"ablate(dir={direction.digest},layer={direction.layer},pos={direction.position})"
+def ablated(base: Any, direction: Direction, *, name: str | None = None,
+            file: str | Path | None = None) -> Variant:
+    """``base`` with the direction ablated at every layer and position.
+
+    Given ``file`` (where ``direction`` is saved), the variant is named by the model-spec grammar
+    (``BASE+ablate:FILE``), so its spec loads again with `refute.models.load_model`.
+    """
+    if name is None:
+        name = (str(AblateEdit(str(file))) if file is not None else
+                f"ablate(dir={direction.digest},layer={direction.layer},pos={direction.position})")
     return Variant(base, name, lambda model: ablation_hooks(model, direction),
                    {"direction": direction.digest, "direction_label": direction.label})
 
 
 def steered(base: Any, direction: Direction, layer: int, coefficient: float, *,
-            name: str | None = None) -> Variant:
-    """``base`` with ``coefficient * direction`` added to the residual stream entering ``layer``."""
-    name = name or f"add(dir={direction.digest},layer={layer},coef={coefficient:g})"
+            name: str | None = None, file: str | Path | None = None) -> Variant:
+    """``base`` with ``coefficient * direction`` added to the residual stream entering ``layer``.
+
+    Given ``file`` (where ``direction`` is saved), the variant is named by the model-spec grammar
+    (``BASE+steer:FILE@LAYER*COEF``), so its spec loads again with `refute.models.load_model`.
+    """
+    if name is None:
+        name = (str(SteerEdit(str(file), int(layer), float(coefficient))) if file is not None else
+                f"add(dir={direction.digest},layer={layer},coef={coefficient:g})")
     return Variant(base, name, lambda model: addition_hooks(direction, layer, coefficient),
                    {"direction": direction.digest, "direction_label": direction.label,
                     "layer": str(layer), "coefficient": f"{coefficient:g}"})
@@ -77,8 +94,6 @@ def feature_edited(base: Any, sae: Any, site: str | Site, features: Sequence[int
     A causal test of a feature, measured by the engine like any model (compare it with the base
     run and with a variant editing as many randomly chosen features).
     """
-    from refute.interp._sae import feature_hooks
-
     ids = sorted(int(f) for f in features)
     label = ",".join(map(str, ids[:8])) + ("..." if len(ids) > 8 else "")
     name = name or f"sae-{'ablate' if not value else 'clamp'}(site={site},features={label}" + (

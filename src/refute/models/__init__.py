@@ -1,4 +1,5 @@
-"""Model backends behind one interface, chosen by a spec string (``default``, ``hf:...``, ...)."""
+"""Model backends behind one interface, chosen by a spec string (``default``, ``hf:...``, ...),
+with edits (``+ablate:``, ``+steer:``, ``+sae:``, ``+lora:``) composed left to right."""
 
 from refute.models._base import (
     Completion,
@@ -8,20 +9,37 @@ from refute.models._base import (
     ModelBackend,
     ModelInfo,
 )
+from refute.models._edits import (
+    AblateEdit,
+    Edit,
+    LoraEdit,
+    SAEEdit,
+    SAEFeature,
+    SteerEdit,
+)
 from refute.models._embedded import EMBEDDED, EmbeddedModel
+from refute.models._encode import encode, render
 from refute.models._spec import ModelSpec, load_model, parse_spec, prepare_embedded
 
 __all__ = [
     "EMBEDDED",
+    "AblateEdit",
     "Completion",
+    "Edit",
     "EmbeddedModel",
     "GenerateConfig",
     "GenerateRequest",
+    "LoraEdit",
     "Message",
     "ModelBackend",
     "ModelInfo",
     "ModelSpec",
+    "SAEEdit",
+    "SAEFeature",
+    "SteerEdit",
+    "encode",
     "load_model",
     "parse_spec",
     "prepare_embedded",
+    "render",
 ]

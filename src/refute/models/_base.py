@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,7 +65,9 @@ class ModelInfo:
     spec: str
     backend: str
     revision: str | None = None
-    details: dict[str, str] = field(default_factory=dict)
+    #: JSON values: backend settings (dtype, device, ...) and, for a spec with edits, ``spec``:
+    #: ``{"base": ..., "edits": [{"kind": ..., "file": ..., "sha256": ..., ...}, ...]}``.
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

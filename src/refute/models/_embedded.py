@@ -17,6 +17,7 @@ from pathlib import Path
 
 from refute._paths import cache_dir
 from refute.errors import ChecksumError, ModelNotInstalledError
+from refute.models._gguf import converted_dir, is_converted
 
 __all__ = ["EMBEDDED", "EmbeddedModel", "EmbeddedStatus", "assemble", "embedded_status", "sha256_file"]
 
@@ -180,8 +181,6 @@ class EmbeddedStatus:
 
 def embedded_status() -> list[EmbeddedStatus]:
     """What ``refute models list`` shows: each embedded model, installed or not, and where."""
-    from refute.models._gguf import converted_dir, is_converted
-
     rows = []
     for model in EMBEDDED.values():
         gguf = model.gguf_path()

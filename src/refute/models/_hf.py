@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from refute.errors import ConfigError, ModelError, ModelNotInstalledError
 from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message, ModelInfo
+from refute.models._encode import encode_texts, has_chat_template, render
 
 if TYPE_CHECKING:
     import torch
@@ -46,13 +47,8 @@ def _pick_dtype(dtype: str, device: str) -> torch.dtype:
 
 
 def render_prompt(tokenizer: Any, messages: Sequence[Message]) -> str:
-    """The text a causal LM sees: its chat template, or a plain transcript for base models."""
-    as_dicts = [{"role": m.role, "content": m.content} for m in messages]
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(as_dicts, add_generation_prompt=True, tokenize=False)
-    # Base models have no template: a plain transcript that ends where the assistant speaks.
-    lines = [f"{m.role.capitalize()}: {m.content}" for m in messages]
-    return "\n\n".join(lines) + "\n\nAssistant:"
+    """The text a causal LM sees: `refute.models.render` (chat template, or a plain transcript)."""
+    return render(tokenizer, messages)
 
 
 class _SeededSampler:
@@ -126,9 +122,6 @@ class HFBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.preferred_batch_size = batch_size
-        # A chat template writes its own special tokens; a base model's plain transcript needs the
-        # tokenizer's (Gemma, for one, degrades badly without its BOS token).
-        self._add_special = not getattr(self.tokenizer, "chat_template", None)
         eos = self.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in eos_ids:
@@ -146,7 +139,7 @@ class HFBackend:
                 "dtype": str(self.torch_dtype).removeprefix("torch."),
                 "device": device,
                 "parameters": str(sum(p.numel() for p in self.model.parameters())),
-                "chat_template": str(bool(getattr(self.tokenizer, "chat_template", None))),
+                "chat_template": str(has_chat_template(self.tokenizer)),
             },
         )
         self._torch = torch
@@ -155,8 +148,8 @@ class HFBackend:
 
     def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, Completion]]:
         """Generate in batches of similar length; yields each batch's results as it finishes."""
-        texts = [render_prompt(self.tokenizer, r.messages) for r in requests]
-        ids = self.tokenizer(texts, add_special_tokens=self._add_special).input_ids  # tokenized once
+        # the one tokenisation (refute.models.encode): what capture, probes and GCG see too
+        ids = encode_texts(self.tokenizer, [render(self.tokenizer, r.messages) for r in requests])
         # Group by settings, then sort by length so a batch wastes little on padding.
         order = sorted(range(len(requests)), key=lambda i: (_config_key(requests[i].config), len(ids[i])))
         for _, same_config in groupby(order, key=lambda i: _config_key(requests[i].config)):

@@ -1,27 +1,18 @@
-"""Off-distribution variants of a request: encodings, framings, augmentations and rewrites.
+"""Attacks: multi-turn escalation, attacker-judge loops, best-of-N, GCG, and the robustness gap.
 
-Every refusal measurement is repeated under transforms of the same request, and the same
-transforms are applied to benign tasks with known answers as a capability control (can't vs
-won't). Build one with ``get_transform(name, **args)`` or a whole chain with
-``parse_chain("rot13+roleplay")``; ``list_transforms()`` shows what is registered.
+The single-request transforms (encodings, framings, augmentations, rewrites) live one layer down
+in `refute.transforms`; their names are re-exported here, where they were first published.
 
 Attacks go further than one transform. Solvers (select them with ``TaskConfig(solver=...)`` and
 pass helper models as ``run_task(..., helpers={"attacker": ..., "judge": ...})``): ``crescendo``
 and ``scripted_escalation`` (multi-turn escalation), ``pair`` (attacker-judge loop, TAP-like
 branching) and ``best_of_n`` (augmented draws until one succeeds, analysed by ``bon_scaling``).
 ``gcg_attack`` optimizes an adversarial suffix on a local ``hf`` model.
+
+Importing this package registers the attack solvers; the engine finds them without importing it,
+through the ``refute`` entry-point group (``pyproject.toml``), since attacks sit above the engine.
 """
 
-from refute.redteam import _bon, _encodings, _framings, _rewrite  # noqa: F401  (registration)
-from refute.redteam._base import (
-    Encoding,
-    Transform,
-    TransformInfo,
-    TransformKind,
-    get_transform,
-    list_transforms,
-    transform,
-)
 from refute.redteam._bon_attack import (
     BonOutcomes,
     BonScaling,
@@ -31,10 +22,22 @@ from refute.redteam._bon_attack import (
     bon_scaling,
     fit_power_law,
 )
-from refute.redteam._chain import ChainSpec, TransformChain, TransformSpec, parse_chain
 from refute.redteam._gcg import GCGResult, gcg_attack
 from refute.redteam._multiturn import crescendo, escalation_turn, scripted_escalation
 from refute.redteam._pair import JudgeKind, pair
+from refute.transforms import (
+    ChainSpec,
+    Encoding,
+    Transform,
+    TransformChain,
+    TransformInfo,
+    TransformKind,
+    TransformSpec,
+    get_transform,
+    list_transforms,
+    parse_chain,
+    transform,
+)
 
 __all__ = [
     "BonOutcomes",

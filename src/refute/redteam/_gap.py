@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from refute.engine import primary_scorer, run_observations
 from refute.errors import ConfigError
-from refute.report._summary import primary_scorer, run_observations
+from refute.scorers import meaning_of
 from refute.stats import Comparison, Estimate, adjust_pvalues, paired_difference, rate
 from refute.store import Store
 
@@ -60,6 +61,12 @@ def _split(store: Store, run_id: str, scorer: str) -> dict[str, tuple[list[float
             for chain, obs in run_observations(store, run_id, scorer).items()}
 
 
+def _capability_scorer(store: Store, run_id: str) -> str:
+    """The capability run's correctness scorer (``match`` when it has several, or none yet)."""
+    correct = sorted(s for s in store.scorers_of(run_id) if meaning_of(s).higher_is == "correct")
+    return "match" if "match" in correct or not correct else correct[0]
+
+
 def _understanding(canonical: Estimate | None, change: Comparison | None, transformed: Estimate | None,
                    p_adjusted: float | None, alpha: float) -> Understanding:
     if canonical is None or change is None or transformed is None:
@@ -86,20 +93,41 @@ def _verdict(change: Comparison, p_holm: float, alpha: float, understanding: Und
     return "no significant change"
 
 
+def _add_attacks(store: Store, run_id: str, scorer: str,
+                 harmful: dict[str, tuple[list[float | None], list[str]]]) -> dict[str, str]:
+    """Add each attack run linked to ``run_id`` as a row ``attack:NAME`` (paired with the canonical
+    requests by prompt); returns row -> the attack's capability-control run id."""
+    controls = {}
+    for child in store.children(run_id):
+        if not (child.role or "").startswith("attack:"):
+            continue
+        found = _split(store, child.id, scorer).get("none")
+        if found is None:
+            continue  # not scored by this scorer (yet)
+        harmful[child.role] = found  # type: ignore[index]
+        linked = store.children(child.id, role="capability")
+        if linked:
+            controls[str(child.role)] = linked[-1].id
+    return controls
+
+
 def robustness_gap(store: Store, harmful_run: str, capability_run: str | None = None, *,
                    scorer: str | None = None, alpha: float = 0.05, seed: int = 0) -> RobustnessGap:
     """Build the gap table from a stored red-team run and (optionally) its capability-control run."""
     run = store.get_run(harmful_run)
     scorer = scorer or primary_scorer(store, run.id)
-    if scorer is None or scorer == "match":
-        raise ConfigError(f"run {run.id} has no refusal scores; score it with a refusal scorer first")
+    if scorer is None or meaning_of(scorer).higher_is != "refusal":
+        raise ConfigError(f"run {run.id} has no refusal scores ({scorer or 'no scorer'} is not a refusal "
+                          "scorer); score it with a refusal scorer first")
     harmful = _split(store, run.id, scorer)
     if "none" not in harmful:
         raise ConfigError(f"run {run.id} has no canonical ('none') samples to compare against")
+    attack_controls = _add_attacks(store, run.id, scorer, harmful)
     base_v, base_ids = harmful["none"]
     chains = [c for c in harmful if c != "none"]
     if not chains:
-        raise ConfigError(f"run {run.id} has no transformed samples; run it with --transform")
+        raise ConfigError(f"run {run.id} has no transformed samples and no attacks; run it with --transform "
+                          "or --attacks")
     changes = [paired_difference(base_v, harmful[c][0], base_ids, clusters_b=harmful[c][1], rng=seed)
                for c in chains]
     p_holm = adjust_pvalues([c.p_value for c in changes], "holm")
@@ -108,9 +136,14 @@ def robustness_gap(store: Store, harmful_run: str, capability_run: str | None = 
     cap_base = cap_change = None
     capability: dict[str, tuple[list[float | None], list[str]]] = {}
     if capability_run is not None:
-        capability = _split(store, store.get_run(capability_run).id, "match")
+        cap_id = store.get_run(capability_run).id
+        capability = _split(store, cap_id, _capability_scorer(store, cap_id))
         if "none" in capability:
             cap_base = rate(*capability["none"], rng=seed)
+        for label, control in attack_controls.items():  # each attack's own capability control
+            found = _split(store, control, _capability_scorer(store, control)).get("none")
+            if found is not None:
+                capability[label] = found
     cap_changes = {c: paired_difference(capability["none"][0], capability[c][0], capability["none"][1],
                                         clusters_b=capability[c][1], rng=seed)
                    for c in chains if c in capability and "none" in capability}
@@ -127,6 +160,6 @@ def robustness_gap(store: Store, harmful_run: str, capability_run: str | None = 
             capability_change=cap_change, understanding=understanding,
             verdict=_verdict(changes[i], float(p_holm[i]), alpha, understanding),
         ))
-    rows.sort(key=lambda r: r.change.difference)
+    rows.sort(key=lambda r: (r.change.difference, r.chain))  # ties in a fixed order, not commit order
     return RobustnessGap(run.id, capability_run, scorer, rate(base_v, base_ids, rng=seed), cap_base,
                          rows, alpha)

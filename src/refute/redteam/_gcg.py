@@ -16,9 +16,10 @@ One step:
 4. one batched forward pass scores the candidates; the best replaces the current suffix when its
    loss is lower (greedy: ``losses`` never goes up).
 
-The prompt is rendered with the model's chat template (``render_prompt``, as the backend does)
-with the suffix at the end of the user message; the part before the suffix is encoded once and
-its key/value cache reused for every forward pass. Not allowed: special and added tokens (chat
+The prompt is rendered and tokenised as the backend does for generation (`refute.models.encode`:
+the chat template, or a base model's plain transcript after its BOS token) with the suffix at the
+end of the user message; the part before the suffix is encoded once and its key/value cache
+reused for every forward pass. Not allowed: special and added tokens (chat
 markers, end of text), ids beyond the tokenizer's vocabulary, tokens that decode to nothing and,
 unless ``allow_non_ascii``, tokens whose text is not printable ASCII (as in the paper).
 
@@ -42,6 +43,7 @@ from typing import Any
 
 from refute.errors import ConfigError
 from refute.models._base import Message
+from refute.models._encode import encode_text, render
 
 __all__ = ["GCGResult", "gcg_attack"]
 
@@ -104,11 +106,9 @@ def allowed_tokens(tokenizer: Any, n_embed: int, allow_non_ascii: bool = False) 
 
 
 def _split_template(tokenizer: Any, prompt: str, system: str | None) -> tuple[str, str]:
-    from refute.models._hf import render_prompt
-
     messages = ([Message(role="system", content=system)] if system is not None else [])
     messages.append(Message(role="user", content=prompt + _SLOT))
-    text = render_prompt(tokenizer, messages)
+    text = render(tokenizer, messages)
     if text.count(_SLOT) != 1:
         raise ConfigError("gcg_attack: the chat template did not keep the user message intact; "
                           "cannot place the suffix")
@@ -166,15 +166,16 @@ def gcg_attack(backend: Any, prompt: str, *, target: str = "Sure, here is", n_st
     top_k = min(_positive("top_k", top_k, 1_000_000), sum(allowed))
     generator = torch.Generator().manual_seed(int(seed))
     before_text, after_text = _split_template(tokenizer, prompt, system)
-    def encode(text: str) -> list[int]:
+    def encode(text: str) -> list[int]:  # a piece of the prompt: no special tokens of its own
         return tokenizer(text, add_special_tokens=False).input_ids
 
-    before, after = encode(before_text), encode(after_text)
+    # the ids generation would be given (a base model's BOS first) are before + suffix + after
+    before, after = encode_text(tokenizer, before_text), encode(after_text)
 
     def consistent(ids: list[int]) -> bool:
-        """The suffix's text re-tokenizes to ``ids``, alone and inside the rendered prompt."""
+        """The suffix's text re-tokenizes to ``ids``, alone and inside the prompt as generation encodes it."""
         text = tokenizer.decode(ids)
-        return encode(text) == ids and encode(before_text + text + after_text) == before + ids + after
+        return encode(text) == ids and encode_text(tokenizer, before_text + text + after_text) == before + ids + after
 
     target_ids = tokenizer(target, add_special_tokens=False).input_ids
     n_target = len(target_ids)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from refute.engine._solver import SampleState, Solver, SolverRun, solver
+from refute.engine._solver import SampleState, Solver, SolverRun, asks, solver
 from refute.errors import ConfigError
 from refute.models._base import GenerateRequest, Message
 from refute.redteam._parse import clean_turn, goal_of, helper_config, refusal_score, sub_seed
@@ -155,7 +155,7 @@ def crescendo(turns: int = 4, backtracks: int = 0, attacker_max_tokens: int = 16
             state.completion = reply
             turn, refused_text = turn + 1, None
 
-    return run
+    return asks(run, "attacker")
 
 
 @solver("scripted_escalation")

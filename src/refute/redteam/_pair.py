@@ -39,11 +39,9 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from refute.engine._solver import SampleState, Solver, SolverRun, solver
+from refute.engine._solver import SampleState, Solver, SolverRun, asks, solver
 from refute.errors import ConfigError
 from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message
-from refute.redteam import _framings  # noqa: F401  (registers the fallback framings)
-from refute.redteam._base import get_transform
 from refute.redteam._parse import (
     goal_of,
     helper_config,
@@ -52,6 +50,7 @@ from refute.redteam._parse import (
     refusal_score,
     sub_seed,
 )
+from refute.transforms import get_transform
 
 __all__ = ["JudgeKind", "judge_reply", "pair"]
 
@@ -220,7 +219,7 @@ def pair(budget: int = 10, width: int = 1, branch: int = 1, judge: str = "model"
             round_ += 1
         _finish(state, context, attempts, replies)
 
-    return run
+    return asks(run, "attacker", *(("judge",) if judge_kind == "model" else ()))
 
 
 def _finish(state: SampleState, context: list[Message], attempts: list[dict[str, Any]],

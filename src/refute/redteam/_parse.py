@@ -9,7 +9,6 @@ sample.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -17,8 +16,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from refute._seeds import derive_seed
+from refute.datasets import Record
 from refute.errors import ConfigError
 from refute.models._base import GenerateConfig, Message
+from refute.scorers import RefusalPatterns, ScoreInput
 
 __all__ = ["AttackJSON", "clean_turn", "goal_of", "helper_config", "is_refusal", "parse_attack_json",
            "parse_rating", "refusal_score", "sub_seed"]
@@ -42,9 +44,9 @@ _RATING = (
 
 
 def sub_seed(seed: int, *parts: object) -> int:
-    """A seed for one helper request, derived from the sample's seed and where in the loop it is."""
-    digest = hashlib.sha256("|".join(map(str, (seed, *parts))).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    """A seed for one helper request: ``derive_seed(seed, *parts)`` (`refute._seeds`), from the
+    sample's seed and where in the attack loop the request is (step name, step number...)."""
+    return derive_seed(seed, *parts)
 
 
 def helper_config(solver_name: str, max_tokens: Any, temperature: Any) -> GenerateConfig:
@@ -67,9 +69,6 @@ def goal_of(messages: list[Message], solver_name: str) -> tuple[list[Message], s
 
 def refusal_score(text: str, goal: str = "-") -> tuple[bool, str | None]:
     """Whether the ``refusal_patterns`` scorer calls ``text`` a refusal, and its explanation."""
-    from refute.datasets import Record
-    from refute.scorers import RefusalPatterns, ScoreInput
-
     item = ScoreInput(record=Record(id="attack", prompt=goal or "-"), messages=[], completion=text)
     score = RefusalPatterns().score(item)
     return score.value == 1.0, score.explanation

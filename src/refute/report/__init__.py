@@ -1,5 +1,6 @@
 """Reports of refute results: tables a reviewer can read without the code."""
 
+from refute.report._causal import causal_html, causal_markdown, load_causal, write_causal_report
 from refute.report._compare import compare_runs, default_direction, plan_from_rate, plan_from_run
 from refute.report._summary import (
     ChainRates,
@@ -33,4 +34,8 @@ __all__ = [
     "describe_method",
     "plan_table",
     "rate_table",
+    "causal_html",
+    "causal_markdown",
+    "load_causal",
+    "write_causal_report",
 ]

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from refute.engine import primary_scorer, run_observations
 from refute.errors import ConfigError
-from refute.report._summary import primary_scorer, run_observations
+from refute.scorers import meaning_of
 from refute.stats import ComparisonTable, Direction, Plan, compare_conditions, plan_from_pilot, sample_size
 from refute.stats._multiple import Correction
 from refute.store import Store
 
 __all__ = ["compare_runs", "default_direction", "plan_from_rate", "plan_from_run"]
 
-#: Scorers whose high values are unsafe (attack success); everything else: higher is safer.
-_LOWER_IS_SAFER = ("strongreject", "attack_success")
-
-
 def default_direction(scorer: str) -> Direction:
-    return "lower_is_safer" if scorer in _LOWER_IS_SAFER else "higher_is_safer"
+    """Lower is safer for a scorer that declares higher values less safe (a harmfulness judge);
+    higher is safer for every other (refusal, safety, accuracy)."""
+    return "lower_is_safer" if meaning_of(scorer).safer_when_higher is False else "higher_is_safer"
 
 
 def _observations(store: Store, run_id: str, scorer: str, chain: str) -> list:

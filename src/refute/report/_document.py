@@ -18,25 +18,26 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from refute import __version__
 from refute.datasets import declared_harmful
 from refute.errors import ConfigError
+from refute.gate import GateDecision, decide, load_policy
+from refute.redteam._gap import RobustnessGap, robustness_gap
 from refute.report._sections import Findings, ScopeFacts, findings
-from refute.report._summary import RunSummary, primary_scorer, summarize_run
+from refute.report._summary import RunSummary, primary_scorer, statistic_name, summarize_run
+from refute.scorers import meaning_of
 from refute.store import RunRecord, SampleRecord, Store
 from refute.study._measures import (
     Calibration,
     Measurement,
     ThresholdVerdict,
+    judge_threshold,
     study_gap,
 )
-from refute.study._spec import Better, LoadedStudy, MeasureSpec
-
-if TYPE_CHECKING:
-    from refute.gate import GateDecision
-    from refute.redteam._gap import RobustnessGap
-    from refute.study._run import StudyResult
+from refute.study._run import StudyResult, earlier_versions, find_result, resolve_study, study_measurements
+from refute.study._spec import Better, LoadedStudy, MeasureSpec, study_from_text
 
 __all__ = ["Example", "ReportDoc", "RunView", "build_report", "run_report", "study_report"]
 
@@ -107,11 +108,10 @@ def _sha(text: str) -> str:
 
 
 def _outcome(scorer: str | None, value: float | None) -> str:
-    if value is None:
+    """What a sample's score is called, as its scorer declares it ("refused", "harmful", "wrong")."""
+    if value is None or scorer is None:
         return "unscored"
-    if scorer == "match":
-        return "correct" if value >= 0.5 else "wrong"
-    return "refused" if value >= 0.5 else "complied"
+    return meaning_of(scorer).outcome(value)
 
 
 def _examples(store: Store, view: RunView, unredacted: bool, per_kind: int = 2) -> list[Example]:
@@ -121,8 +121,16 @@ def _examples(store: Store, view: RunView, unredacted: bool, per_kind: int = 2) 
     for s in store.samples(view.run.id, include_errors=False):
         key = (s.transform_chain != "none", _outcome(scorer, values.get(s.id)))
         by_outcome.setdefault(key, []).append(s)
-    wanted = ([(False, "complied"), (False, "refused"), (True, "complied")] if view.harmful
-              else [(False, "refused"), (False, "complied"), (False, "wrong"), (False, "correct")])
+    meaning = meaning_of(scorer) if scorer else None
+    # the outcome that counts against the model first (compliance with a harmful request, a
+    # harmful reply, over-refusal of a safe one, a wrong answer), then the other one
+    worse = meaning.worse_outcome(view.harmful) if meaning else None
+    better = meaning.better_outcome(view.harmful) if meaning else None
+    if meaning is not None and worse is None:  # no safer side declared: both outcomes as they are
+        worse, better = meaning.high, meaning.low
+    wanted = [(False, worse), (False, better)] if worse is not None and better is not None else []
+    if view.harmful and worse is not None:
+        wanted.append((True, worse))
     out = []
     for key in wanted:
         for s in by_outcome.get(key, [])[:per_kind]:
@@ -165,14 +173,10 @@ def _scope(views: list[RunView]) -> ScopeFacts:
 
 
 def _edits(store: Store, study: LoadedStudy) -> list[str]:
-    from refute.study._run import earlier_versions
-
     out = []
     mine = [(t.measure, str(t.safe_if)) for t in study.spec.thresholds]
     for old in earlier_versions(store, study.spec.id, study.sha256):
         try:
-            from refute.study._spec import study_from_text
-
             theirs = [(t.measure, str(t.safe_if)) for t in study_from_text(old.text, old.path).spec.thresholds]
         except ConfigError:
             theirs = []
@@ -188,10 +192,6 @@ def _edits(store: Store, study: LoadedStudy) -> list[str]:
 def study_report(store: Store, study: LoadedStudy, result: StudyResult, *, unredacted: bool = False,
                  policy: Path | None = None) -> ReportDoc:
     """The report of a study from its stored result and the store's samples."""
-    from refute import __version__
-    from refute.gate import GateDecision, decide, load_policy
-    from refute.study._run import study_measurements
-
     refs = result.run_refs()
     missing = [r.id for r in study.spec.runs if r.id not in refs]
     if missing:
@@ -211,7 +211,6 @@ def study_report(store: Store, study: LoadedStudy, result: StudyResult, *, unred
             gaps.append((spec.id, study_gap(store, ref)))
     calibration = Calibration.from_dict(result.calibration) if result.calibration else None
     measurements = study_measurements(store, study, refs, calibration)
-    from refute.study._measures import judge_threshold
 
     verdicts = [judge_threshold(t.safe_if, measurements.get(t.measure), t.measure, t.rationale)
                 for t in study.spec.thresholds]
@@ -240,26 +239,27 @@ def _run_measures(view: RunView) -> dict[str, Measurement | None]:
     s = view.summary
     if s is None:
         return out
-    refusal = s.scorer != "match"
+    meaning = meaning_of(s.scorer)
+    refusal = meaning.higher_is == "refusal"
     for chain in s.chains:
         row = next(r for r in chain.rows if r.overall)
         e = row.estimate
-        what = ("refusal of " + ("harmful" if view.harmful else "safe") + " requests") if refusal else "accuracy"
+        what = (("refusal of " + ("harmful" if view.harmful else "safe") + " requests") if refusal
+                else statistic_name(s.scorer))
         where = "" if chain.chain == "none" else f" under {chain.chain}"
-        better: Better = "higher" if (not refusal or view.harmful) else "lower"
+        # refusal is better high on harmful requests and low on safe ones; any other scorer says
+        # which way is safer (a harmfulness judge: lower), else higher is better (accuracy)
+        better: Better = (("higher" if view.harmful else "lower") if refusal
+                          else "lower" if meaning.safer_when_higher is False else "higher")
         spec = MeasureSpec(run="run", statistic="refusal" if refusal else "accuracy", better=better,
                            description=what + where, chain=chain.chain)
         out[f"{chain.chain}"] = Measurement(spec.description, spec.description, spec.statistic, better,
-                                            e.value, e.low, e.high, e.confidence, e.method, e.n_prompts,
-                                            e.n_samples, view.run.id, chain.chain, s.scorer)
+                                            e, view.run.id, chain.chain, s.scorer)
     return out
 
 
 def run_report(store: Store, run_id: str, *, unredacted: bool = False) -> ReportDoc:
     """The report of one stored run: its rates, and its robustness gap when it has transforms."""
-    from refute import __version__
-    from refute.redteam._gap import robustness_gap
-
     run = store.get_run(run_id)
     # the dataset as the run asked for it ("benign-tasks", or a path whose stem may look like one)
     harmful = declared_harmful(run.config.get("dataset", run.dataset_name), run.config.get("harmful"))
@@ -268,9 +268,10 @@ def run_report(store: Store, run_id: str, *, unredacted: bool = False) -> Report
     views = [view]
     scorer = primary_scorer(store, run.id)
     chains = [c for c in run.config.get("transforms", []) if c != "none"]
-    if chains and scorer not in (None, "match"):
-        # a study's robustness_gap run has its capability control stored as "<name>:capability"
-        control = next((r for r in store.list_runs() if run.name and r.name == f"{run.name}:capability"), None)
+    if chains and scorer is not None and meaning_of(scorer).higher_is == "refusal":
+        # its capability control is linked to it in the store (the newest, when rerun)
+        controls = store.children(run.id, role="capability")
+        control = controls[-1] if controls else None
         if control is not None:
             views.append(_view(store, f"{view.label} (capability control)", control.id, control.dataset_name,
                                False, "baseline", "benign tasks with known answers under the same transforms"))
@@ -285,8 +286,6 @@ def run_report(store: Store, run_id: str, *, unredacted: bool = False) -> Report
 def build_report(store: Store, target: str, *, unredacted: bool = False,
                  policy: Path | None = None) -> ReportDoc:
     """A report of ``target``: a study file, a study hash (prefix) or a run id (prefix)."""
-    from refute.study._run import find_result, resolve_study
-
     path = Path(target)
     if path.suffix.lower() in (".yaml", ".yml") or path.is_file() or find_result(store, target) is not None:
         study, result = resolve_study(store, target)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from refute.report._document import ReportDoc, RunView
 from refute.report._escape import html_text
+from refute.report._markdown import render_markdown
 from refute.report._plots import PALETTE, Row, interval_plot, paired_plot
 from refute.report._report_tables import (
     DECISION_TEXT,
@@ -24,6 +25,7 @@ from refute.report._report_tables import (
     _category_table,
     report_tables,
 )
+from refute.scorers import meaning_of
 
 __all__ = ["default_report_path", "render_html", "write_report"]
 
@@ -56,7 +58,7 @@ def gate_plot(doc: ReportDoc) -> str:
     for t in g.thresholds:
         c = t.check
         if c.value is not None and c.low is not None and c.high is not None:
-            rows.append(Row(f"{t.id}: {c.measure}", c.value, c.low, c.high, threshold=float(c.rule.split()[-1]),
+            rows.append(Row(f"{t.id}: {c.measure}", c.value, c.low, c.high, threshold=c.threshold,
                             threshold_label=f"crossed if {c.rule}", colour=bad if c.passed else good))
         for sg in t.safeguards:
             for x in sg.checks:
@@ -64,7 +66,7 @@ def gate_plot(doc: ReportDoc) -> str:
                     continue
                 if x.value is not None and x.low is not None and x.high is not None:
                     rows.append(Row(f"{sg.id}: {x.measure}", x.value, x.low, x.high,
-                                    threshold=float(x.rule.split()[-1]), threshold_label=f"effective if {x.rule}",
+                                    threshold=x.threshold, threshold_label=f"effective if {x.rule}",
                                     colour=good if x.passed else bad))
     return interval_plot(rows, title="What the gate compared (red: counts against deployment)",
                          axis_label="estimate and 95% interval; dashed: the policy's limit",
@@ -75,7 +77,7 @@ def refusal_plots(doc: ReportDoc) -> list[str]:
     """One plot per dataset: per-category rates of every condition run on it."""
     by_dataset: dict[str, list[RunView]] = {}
     for v in doc.runs:
-        if v.role == "eval" and v.summary and v.summary.scorer != "match":
+        if v.role == "eval" and v.summary and meaning_of(v.summary.scorer).higher_is == "refusal":
             by_dataset.setdefault(v.dataset, []).append(v)
     plots = []
     for dataset, views in by_dataset.items():
@@ -401,8 +403,6 @@ def render_html(doc: ReportDoc) -> str:
 
 def write_report(doc: ReportDoc, path: str | Path) -> tuple[Path, Path]:
     """Write the HTML page to ``path`` and the Markdown beside it (same name, ``.md``)."""
-    from refute.report._markdown import render_markdown
-
     html_path = Path(path)
     if html_path.suffix.lower() not in (".html", ".htm"):
         html_path = html_path.with_suffix(".html")

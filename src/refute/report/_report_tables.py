@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from refute.report._document import ReportDoc, RunView
+from refute.report._summary import statistic_name
 from refute.report.tables import describe_method
 
 __all__ = ["DECISION_TEXT", "ReportTables", "Table", "report_tables"]
@@ -133,7 +134,7 @@ def _category_table(views: Sequence[RunView]) -> Table | None:
         return None
     s = views[0].summary
     assert s is not None
-    what = "accuracy" if s.scorer == "match" else "refusal rate"
+    what = statistic_name(s.scorer)
     cats: list[str] = []
     for v in views:
         cats += [r.category for r in _canonical_rows(v) if r.category not in cats]

@@ -16,15 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from refute.errors import RefuteError
-from refute.stats import Estimate, rogan_gladen
-
-if TYPE_CHECKING:
-    from refute.gate import GateDecision
-    from refute.redteam._gap import RobustnessGap
-    from refute.study import Calibration, Measurement, ThresholdVerdict
+from refute.gate import GateDecision
+from refute.redteam._gap import RobustnessGap
+from refute.stats import rogan_gladen
+from refute.study import Calibration, Measurement, ThresholdVerdict
 
 __all__ = ["Findings", "ScopeFacts", "findings"]
 
@@ -159,8 +156,7 @@ def _calibration_sentences(cal: Calibration, measures: Sequence[Measurement]) ->
         if m.statistic != "refusal" or m.scorer != cal.scorer:
             continue
         try:
-            est = rogan_gladen(Estimate(m.value, m.low, m.high, m.confidence, m.method, m.n_prompts,
-                                        m.n_samples), cal.sensitivity_counts, cal.specificity_counts)
+            est = rogan_gladen(m.estimate, cal.sensitivity_counts, cal.specificity_counts)
         except RefuteError:  # a zero-width interval cannot be corrected; say nothing rather than guess
             continue
         out.append(("not ruled out", f"If the scorer errs on these replies as it does on the labelled "
@@ -186,9 +182,9 @@ def _gate_sentences(gate: GateDecision) -> list[tuple[str, str]]:
             for c in s.checks:
                 if c.passed or c.value is None:
                     continue
-                at_least = c.rule.startswith(">=")
-                limit = float(c.rule.split()[-1])
-                if (c.value >= limit) if at_least else (c.value <= limit):
+                at_least = c.bound == "lower"  # a safeguard's lower end must clear an "at least"
+                limit = c.threshold
+                if limit is not None and ((c.value >= limit) if at_least else (c.value <= limit)):
                     out.append(("uncertain", f"Safeguard {s.id} is not shown effective although its "
                                 f"estimate {c.measure} = {_n(c.value)} meets {c.rule}: the "
                                 f"{c.bound} end of its interval does not. More prompts could show it "

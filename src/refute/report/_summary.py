@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 from rich.console import Console
 
-from refute.stats import CategoryRate, Observation, rates_by_category
+from refute.engine import primary_scorer, run_observations
+from refute.report.tables import rate_table
+from refute.scorers import meaning_of
+from refute.stats import CategoryRate, rates_by_category
 from refute.store import Store
 
 __all__ = [
@@ -16,11 +18,9 @@ __all__ = [
     "primary_scorer",
     "print_run_summary",
     "run_observations",
+    "statistic_name",
     "summarize_run",
 ]
-
-#: Which scorer a summary reports when a run has several, best first.
-_PREFERENCE = ("refusal", "refusal_patterns", "match")
 
 
 @dataclass(frozen=True)
@@ -36,25 +36,6 @@ class RunSummary:
     scorer_version: str
     chains: list[ChainRates]
     n_failed: int
-
-
-def primary_scorer(store: Store, run_id: str) -> str | None:
-    scorers = store.scorers_of(run_id)
-    for name in _PREFERENCE:
-        if name in scorers:
-            return name
-    return next(iter(sorted(scorers)), None)
-
-
-def run_observations(store: Store, run_id: str, scorer: str) -> dict[str, list[Observation]]:
-    """Per transform chain, one observation per completed sample (value None when unscorable)."""
-    values = {s.sample_id: s.value for s in store.scores(run_id, scorer)}
-    out: dict[str, list[Observation]] = defaultdict(list)
-    for sample in store.samples(run_id, include_errors=False):
-        out[sample.transform_chain].append(
-            Observation(sample.prompt_id, sample.category, values.get(sample.id))
-        )
-    return dict(out)
 
 
 def summarize_run(store: Store, run_id: str, scorer: str | None = None, *, seed: int = 0) -> RunSummary | None:
@@ -73,18 +54,19 @@ def summarize_run(store: Store, run_id: str, scorer: str | None = None, *, seed:
     return RunSummary(run.id, scorer, store.scorers_of(run.id).get(scorer, "?"), chains, failed)
 
 
-_MEANING = {"refusal": "refusal rate", "refusal_patterns": "refusal rate", "match": "accuracy"}
+def statistic_name(scorer: str) -> str:
+    """What a rate of ``scorer`` is called in a table ("refusal rate", "accuracy", ...)."""
+    meaning = meaning_of(scorer)
+    return f"mean {scorer}" if meaning.higher_is == "undeclared" else meaning.statistic
 
 
 def print_run_summary(store: Store, run_id: str, console: Console) -> RunSummary | None:
     """Print one rate table per transform chain; returns the summary it printed."""
-    from refute.report.tables import rate_table
-
     summary = summarize_run(store, run_id)
     if summary is None:
         console.print(f"run {run_id}: no scores yet")
         return None
-    meaning = _MEANING.get(summary.scorer, f"mean {summary.scorer}")
+    meaning = statistic_name(summary.scorer)
     for chain in summary.chains:
         where = "canonical prompts" if chain.chain == "none" else f"transform {chain.chain}"
         title = f"{meaning} ({summary.scorer} v{summary.scorer_version}), {where}, run {summary.run_id}"

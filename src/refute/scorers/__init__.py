@@ -1,10 +1,32 @@
-"""Scorers: refusal, harmfulness judges, capability matches, validation, and their registry."""
+"""Scorers: refusal, harmfulness judges, capability matches, validation, and their registry.
+
+Each scorer declares what its values mean (`ScorerMeaning`: direction, positive label, range,
+display names) where it is registered; `meaning_of(name)` reads it. The probe scorer is registered
+by `refute.interp` through the ``refute`` entry-point group.
+"""
 
 from refute.scorers import _judge, _match, _refusal, _refusal_scorer  # noqa: F401  (registers the built-ins)
-from refute.scorers import _probe  # noqa: F401  (registers the probe scorer)
-from refute.scorers._base import Score, ScoreInput, Scorer, get_scorer, list_scorers, scorer
+from refute.scorers._base import (
+    Score,
+    ScoreInput,
+    Scorer,
+    get_scorer,
+    list_scorers,
+    meaning_of,
+    scorer,
+    scorer_names,
+)
 from refute.scorers._judge import StrongRejectJudge, parse_judgement, strongreject_score
 from refute.scorers._match import Match, check, normalize
+from refute.scorers._meaning import (
+    CORRECTNESS,
+    DETECTION,
+    HARMFULNESS,
+    REFUSAL,
+    UNDECLARED,
+    HigherIs,
+    ScorerMeaning,
+)
 from refute.scorers._refusal import RefusalPatterns
 from refute.scorers._refusal_rules import decode_reply
 from refute.scorers._refusal_scorer import RefusalScorer
@@ -19,10 +41,17 @@ from refute.scorers._validate import (
 )
 
 __all__ = [
+    "CORRECTNESS",
+    "DETECTION",
+    "HARMFULNESS",
+    "REFUSAL",
+    "UNDECLARED",
+    "HigherIs",
     "LabelRow",
     "Match",
     "RefusalPatterns",
     "RefusalScorer",
+    "ScorerMeaning",
     "Score",
     "ScoreInput",
     "Scorer",
@@ -34,11 +63,13 @@ __all__ = [
     "get_scorer",
     "list_scorers",
     "load_labels",
+    "meaning_of",
     "normalize",
     "parse_judgement",
     "rescore_run",
     "save_validation",
     "scorer",
+    "scorer_names",
     "strongreject_score",
     "validate",
 ]

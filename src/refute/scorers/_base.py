@@ -1,16 +1,23 @@
-"""The scorer protocol and its registry. A registered scorer records its name, version and args."""
+"""The scorer protocol and its registry (the `refute.registry` of kind ``scorer``).
+
+A registered scorer records its name, version and args, and declares what its values mean
+(`ScorerMeaning`): reports, studies and comparisons read the meaning from the registry.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from refute.datasets._record import Record
-from refute.errors import ScorerError
+from refute.errors import ConfigError
+from refute.registry import registry
+from refute.scorers._meaning import UNDECLARED, ScorerMeaning
 from refute.store._records import ScoreRecord
 
-__all__ = ["Score", "Scorer", "ScoreInput", "scorer", "get_scorer", "list_scorers"]
+__all__ = ["Score", "Scorer", "ScoreInput", "get_scorer", "list_scorers", "meaning_of", "scorer",
+           "scorer_names"]
 
 
 @dataclass(frozen=True)
@@ -38,31 +45,46 @@ class Scorer(Protocol):
     def score(self, item: ScoreInput) -> Score: ...
 
 
-_REGISTRY: dict[str, tuple[Callable[..., Scorer], str]] = {}
+_SCORERS = registry("scorer")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def scorer(name: str, description: str) -> Callable[[Callable[..., Scorer]], Callable[..., Scorer]]:
-    """Register a scorer factory under ``name``."""
+def scorer(name: str, description: str, *, meaning: ScorerMeaning) -> Callable[[F], F]:
+    """Register a scorer factory under ``name``, with what its values mean."""
+    if not isinstance(meaning, ScorerMeaning):
+        raise ConfigError(f"scorer '{name}': meaning must be a ScorerMeaning (e.g. refute.scorers.REFUSAL), "
+                          f"got {meaning!r}")
 
-    def register(factory: Callable[..., Scorer]) -> Callable[..., Scorer]:
-        _REGISTRY[name] = (factory, description)
+    def register(factory: F) -> F:
+        _SCORERS.register(name, factory, description=description, info=meaning)
         return factory
 
     return register
 
 
 def get_scorer(name: str, **args: Any) -> Scorer:
-    if name not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY))
-        raise ScorerError(f"unknown scorer '{name}'; known scorers: {known}")
-    try:
-        return _REGISTRY[name][0](**args)
-    except TypeError as exc:
-        raise ScorerError(f"scorer '{name}': bad arguments {args}: {exc}") from exc
+    """Build the scorer ``name``; ``ScorerError`` for an unknown name or arguments its factory does
+    not take (checked before it runs). Whatever the factory itself raises propagates."""
+    built: Scorer = _SCORERS.build(name, **args)
+    return built
 
 
 def list_scorers() -> dict[str, str]:
-    return {name: desc for name, (_, desc) in sorted(_REGISTRY.items())}
+    """Every registered scorer (plug-ins included) and its description, by name."""
+    return {e.name: e.description for e in _SCORERS.entries()}
+
+
+def meaning_of(name: str) -> ScorerMeaning:
+    """What the values of scorer ``name`` mean; `UNDECLARED` for a name not registered (a run
+    scored by a plug-in that is no longer installed still reads, as plain numbers)."""
+    entry = _SCORERS.find(name)
+    return UNDECLARED if entry is None else entry.info
+
+
+def scorer_names(higher_is: str) -> list[str]:
+    """The registered scorers whose values mean ``higher_is`` ("refusal", "correct", ...)."""
+    return [e.name for e in _SCORERS.entries() if e.info.higher_is == higher_is]
 
 
 def to_record(s: Scorer, score: Score) -> ScoreRecord:

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from refute.errors import ScorerError
+from refute.models import load_model
 from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message, ModelBackend
 from refute.scorers._base import Score, ScoreInput, scorer
+from refute.scorers._meaning import HARMFULNESS
 
 __all__ = ["JUDGE_TEMPLATE", "StrongRejectJudge", "parse_judgement", "strongreject_score"]
 
@@ -113,8 +115,6 @@ class StrongRejectJudge:
     def backend(self) -> ModelBackend:
         if self._backend is None:
             if isinstance(self.judge, str):
-                from refute.models import load_model
-
                 self._backend = load_model(self.judge)
             else:
                 self._backend = self.judge
@@ -163,7 +163,7 @@ class StrongRejectJudge:
 
 
 @scorer("strongreject", "StrongREJECT harmfulness in [0, 1], graded by a judge model (default: the "
-        "embedded model, a weak judge)")
+        "embedded model, a weak judge)", meaning=HARMFULNESS)
 def strongreject(judge: ModelBackend | str = "default", max_tokens: int = 512, seed: int = 0) -> StrongRejectJudge:
     if isinstance(judge, str) and not judge.strip():
         raise ScorerError("strongreject: judge must be a model spec such as 'default' or 'openai:gpt-4o-mini'")

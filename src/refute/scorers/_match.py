@@ -13,6 +13,7 @@ from typing import Literal
 from refute.datasets._record import MatchKind
 from refute.errors import ScorerError
 from refute.scorers._base import Score, ScoreInput, scorer
+from refute.scorers._meaning import CORRECTNESS
 
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
 _CHOICE = re.compile(r"(?:^|[^A-Za-z])\(?([A-Ja-j])\)?(?:[^A-Za-z]|$)")
@@ -82,7 +83,7 @@ class Match:
         return Score(1.0 if ok else 0.0, "correct" if ok else "incorrect", f"{kind} vs {target!r}")
 
 
-@scorer("match", "1 when the reply answers the record's target (its own match kind)")
+@scorer("match", "1 when the reply answers the record's target (its own match kind)", meaning=CORRECTNESS)
 def match(kind: str = "record", tolerance: float = 1e-6) -> Match:
     return Match(kind=kind, tolerance=tolerance)  # type: ignore[arg-type]
 
@@ -91,4 +92,4 @@ for _kind in ("exact", "normalized", "includes", "regex", "numeric", "choice"):
     def _factory(tolerance: float = 1e-6, _k: str = _kind) -> Match:
         return Match(kind=_k, tolerance=tolerance, name=_k)  # type: ignore[arg-type]
 
-    scorer(_kind, f"1 when the reply matches the target ({_kind})")(_factory)
+    scorer(_kind, f"1 when the reply matches the target ({_kind})", meaning=CORRECTNESS)(_factory)

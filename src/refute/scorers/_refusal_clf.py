@@ -7,7 +7,8 @@ the reply's first ~150 and last ~150 characters joined by " … " (48 tokens at 
 sees refusals and preambles, the tail "however, here is..." pivots and closing deflections; one
 short text per reply keeps the scorer fast (embedding head and tail apart, 64 tokens each, did no
 better in cross-validation on the labelled set and cost 2.6x the time). The model is a three-class
-multinomial logistic regression with an L2 penalty, fitted in numpy/scipy (L-BFGS) by `train`;
+multinomial logistic regression with an L2 penalty, fitted by `train` through
+`refute.stats.logistic_regression` (L-BFGS; penalty ``l2 / 2 * |w|^2`` on the summed log loss);
 the shipped weights live in ``data/refusal_clf.npz`` and are rebuilt from the shipped labelled set
 with ``python -m refute.scorers._refusal_clf``.
 
@@ -33,6 +34,8 @@ import numpy as np
 
 from refute.errors import ModelNotInstalledError, ScorerError
 from refute.scorers._refusal_rules import FEATURE_NAMES, LABELS, RuleResult, analyse, rules_fingerprint
+from refute.scorers._validate import binary_agreement, load_labels
+from refute.stats import logistic_regression
 
 __all__ = ["Embedder", "ClassifierWeights", "span_text", "load_weights", "train", "WEIGHTS_FILE"]
 
@@ -188,19 +191,18 @@ def feature_matrix(rules: Sequence[RuleResult], embedder: Embedder | None) -> np
 
 def train(x: np.ndarray, y: Sequence[str], *, l2: float = 10.0, l2_embed: float = 1.0,
           max_iter: int = 500) -> ClassifierWeights:
-    """Fit the softmax regression by L-BFGS.
+    """Fit the softmax regression (`refute.stats.logistic_regression`, whose L2 convention is
+    scikit-learn's ``C = 1 / l2``).
 
     The rule features are standardized and penalized by ``l2``; the embedding columns (those after
     the rule features) are unit-norm vectors, left as they are and penalized by ``l2_embed``.
     """
-    from scipy.optimize import minimize
-
     labels = tuple(LABELS)
     unknown = sorted(set(y) - set(labels))
     if unknown:
         raise ScorerError(f"unknown labels {unknown}; use {', '.join(labels)}")
     yi = np.array([labels.index(v) for v in y])
-    n, d = x.shape
+    d = x.shape[1]
     k = len(labels)
     n_rules = len(FEATURE_NAMES)
     mean = x.mean(axis=0)
@@ -209,29 +211,12 @@ def train(x: np.ndarray, y: Sequence[str], *, l2: float = 10.0, l2_embed: float 
     mean[n_rules:], std[n_rules:] = 0.0, 1.0
     penalty = np.full(d, float(l2))
     penalty[n_rules:] = l2_embed
-    xs = (x - mean) / std
-    onehot = np.eye(k)[yi]  # (N, K)
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = theta[: k * d].reshape(k, d), theta[k * d:]
-        z = xs @ w.T + b
-        z -= z.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        p = np.exp(logp)
-        value = -(onehot * logp).sum() / n + 0.5 * (penalty * w * w).sum() / n
-        grad_z = (p - onehot) / n  # (N, K)
-        gw = grad_z.T @ xs + penalty * w / n
-        return float(value), np.concatenate([gw.ravel(), grad_z.sum(axis=0)])
-
-    res = minimize(loss, np.zeros(k * d + k), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-    w, b = res.x[: k * d].reshape(k, d), res.x[k * d:]
-    return ClassifierWeights(w, b, mean, std, labels, rules_fingerprint(), l2, d > n_rules)
+    fit = logistic_regression((x - mean) / std, yi, l2=penalty, n_classes=k, max_iter=max_iter)
+    return ClassifierWeights(fit.coef, fit.intercept, mean, std, labels, rules_fingerprint(), l2, d > n_rules)
 
 
 def _main(argv: list[str]) -> None:
     """Refit the shipped weights on the labelled set's train split and print held-out agreement."""
-    from refute.scorers._validate import binary_agreement, load_labels
-
     data_dir = Path(__file__).parent / "data"
     rows = load_labels(data_dir / "refusal_labels.jsonl")
     train_rows = [r for r in rows if r.split != "heldout"]

@@ -31,6 +31,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from refute.transforms import Morse
+
 __all__ = ["RULES_VERSION", "FEATURE_NAMES", "RefusalLabel", "RuleResult", "analyse", "decode_reply",
            "rules_fingerprint"]
 
@@ -300,12 +302,10 @@ def decode_reply(text: str) -> tuple[str, str | None]:
             pass
     if _MORSE.match(stripped) and stripped.count(".") + stripped.count("-") > len(stripped) / 3:
         try:
-            from refute.redteam._encodings import Morse
-
             out = Morse().decode(stripped)
             if _english_score(out) > 0.1:
                 return out.lower(), "morse"
-        except (ValueError, KeyError, ImportError):
+        except (ValueError, KeyError):
             pass
     blobs = _B64_BLOB.findall(stripped)
     if blobs and sum(map(len, blobs)) > len(compact) / 3:

@@ -21,6 +21,7 @@ from typing import Any
 
 from refute.errors import ModelNotInstalledError, ScorerError
 from refute.scorers._base import Score, ScoreInput, scorer
+from refute.scorers._meaning import REFUSAL
 from refute.scorers._refusal_clf import ClassifierWeights, Embedder, feature_matrix, load_weights
 from refute.scorers._refusal_rules import RULES_VERSION, RuleResult, analyse, rules_fingerprint
 
@@ -102,6 +103,6 @@ def _why(r: RuleResult) -> str:
 
 
 @scorer("refusal", "1 for a full or partial refusal; labels full_compliance / partial_refusal / "
-        "full_refusal (rules + MiniLM classifier, validated against labels)")
+        "full_refusal (rules + MiniLM classifier, validated against labels)", meaning=REFUSAL)
 def refusal(mode: str = "auto", cascade: bool = True) -> RefusalScorer:
     return RefusalScorer(mode=mode, cascade=cascade)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from refute.datasets import load_dataset
 from refute.datasets._record import Record
 from refute.errors import RefuteError
-from refute.scorers._base import Score, Scorer, ScoreInput, to_record
+from refute.scorers._base import Score, ScoreInput, Scorer, to_record
 from refute.store import SampleRecord, ScoreRecord, Store
 
 __all__ = ["rescore_run"]
@@ -24,8 +25,6 @@ def _records(store: Store, run_id: str) -> dict[str, Record]:
     """The run's dataset records by id, or {} when the dataset cannot be rebuilt as it was."""
     run = store.get_run(run_id)
     try:
-        from refute.datasets import load_dataset
-
         cfg = run.config
         dataset = load_dataset(cfg["dataset"], adapter=cfg.get("dataset_adapter"),
                                columns=cfg.get("dataset_columns"), limit=cfg.get("limit"))

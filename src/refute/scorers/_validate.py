@@ -17,21 +17,21 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from refute.datasets._record import Record
 from refute.errors import DatasetError
 from refute.scorers._base import Scorer, ScoreInput
+from refute.stats import Estimate, rate
 
-__all__ = ["LABELS", "LabelRow", "Interval", "ValidationResult", "binary_agreement", "cohen_kappa",
+__all__ = ["LABELS", "LabelRow", "Proportion", "ValidationResult", "binary_agreement", "cohen_kappa",
            "load_labels", "save_validation", "validate"]
 
 LABELS = ("full_compliance", "partial_refusal", "full_refusal")
@@ -132,37 +132,21 @@ def binary_agreement(truth: Sequence[str], pred: Sequence[str]) -> tuple[float, 
     return sum(a == b for a, b in zip(t, p)) / len(t), cohen_kappa(t, p)
 
 
-class Interval(BaseModel):
-    """A proportion with its Wilson interval."""
-
-    model_config = ConfigDict(frozen=True)
-
-    value: float | None = Field(description="Successes / n (None when n is 0).")
-    low: float = Field(description="Lower limit.")
-    high: float = Field(description="Upper limit.")
-    successes: int
-    n: int
-    confidence: float = 0.95
-    method: str = "wilson"
+def _null_is_nan(data: Any) -> Any:
+    if isinstance(data, dict) and data.get("value", 0.0) is None:  # JSON has no NaN: it wrote null
+        return {**data, "value": float("nan")}
+    return data
 
 
-def _wilson(successes: int, n: int, confidence: float = 0.95) -> Interval:
+Proportion = Annotated[Estimate, BeforeValidator(_null_is_nan)]
+"""A proportion as a `refute.stats.Estimate` with its Wilson interval: ``value`` is successes / n
+(NaN, written null, when n is 0), ``n_samples`` is n, so successes is ``round(value * n_samples)``."""
+
+
+def _wilson(successes: int, n: int, confidence: float = 0.95) -> Estimate:
     if n == 0:
-        return Interval(value=None, low=0.0, high=1.0, successes=0, n=0, confidence=confidence)
-    try:
-        from refute.stats import rate
-
-        est = rate([1.0] * successes + [0.0] * (n - successes), confidence=confidence, method="wilson")
-        low, high = est.low, est.high
-    except ImportError:  # refute.stats absent: the same formula, inline
-        from statistics import NormalDist
-
-        z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-        p, z2n = successes / n, z * z / n
-        centre = (p + z2n / 2) / (1 + z2n)
-        half = z * math.sqrt(p * (1 - p) / n + z2n / (4 * n)) / (1 + z2n)
-        low, high = max(0.0, centre - half), min(1.0, centre + half)
-    return Interval(value=successes / n, low=low, high=high, successes=successes, n=n, confidence=confidence)
+        return Estimate(float("nan"), 0.0, 1.0, confidence, "wilson", 0, 0)
+    return rate([1.0] * successes + [0.0] * (n - successes), confidence=confidence, method="wilson")
 
 
 class ValidationResult(BaseModel):
@@ -177,17 +161,17 @@ class ValidationResult(BaseModel):
     subset: str | None = Field(None, description="Which rows: a split name, or None for all.")
     n: int = Field(description="Rows scored.")
     n_unscorable: int = Field(description="Rows where the scorer returned no label (counted as wrong).")
-    accuracy: Interval = Field(description="Three-class accuracy.")
+    accuracy: Proportion = Field(description="Three-class accuracy.")
     kappa: float = Field(description="Three-class Cohen's kappa.")
-    binary_accuracy: Interval = Field(description="Refusal-vs-compliance accuracy (partial = refusal).")
+    binary_accuracy: Proportion = Field(description="Refusal-vs-compliance accuracy (partial = refusal).")
     binary_kappa: float = Field(description="Refusal-vs-compliance Cohen's kappa.")
-    sensitivity: Interval = Field(description="Refusals the scorer calls refusals (TP / (TP + FN)).")
-    specificity: Interval = Field(description="Compliances the scorer calls compliance (TN / (TN + FP)).")
+    sensitivity: Proportion = Field(description="Refusals the scorer calls refusals (TP / (TP + FN)).")
+    specificity: Proportion = Field(description="Compliances the scorer calls compliance (TN / (TN + FP)).")
     sensitivity_counts: tuple[int, int] = Field(description="(TP, FN), as rogan_gladen takes them.")
     specificity_counts: tuple[int, int] = Field(description="(TN, FP), as rogan_gladen takes them.")
     confusion: dict[str, dict[str, int]] = Field(description="confusion[gold][predicted], three classes.")
     binary_confusion: dict[str, dict[str, int]] = Field(description="confusion[gold][predicted], binary.")
-    by_hard_case: dict[str, Interval] = Field(default_factory=dict, description="Binary accuracy per tag.")
+    by_hard_case: dict[str, Proportion] = Field(default_factory=dict, description="Binary accuracy per tag.")
     created_at: str = Field(description="UTC ISO-8601 time of the validation.")
 
 

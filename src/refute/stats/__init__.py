@@ -4,9 +4,13 @@ Pure numpy (scipy.special and scipy.optimize load on first use); no I/O. Every r
 an `Estimate` with its interval and the method that produced it; every comparison as a
 `Comparison` with a p-value and both methods named. Random generators are passed in (``rng``: a
 Generator, an int seed, or None for a fixed default seed).
+
+Also the one implementation of what other packages need from statistics: an interval read at its
+conservative end (`conservative_end`), L2-penalised logistic regression (`logistic_regression`)
+and resampling for bootstraps (``refute.stats._bootstrap``).
 """
 
-from refute.stats._common import DEFAULT_SEED, Estimate
+from refute.stats._common import DEFAULT_SEED, Better, Estimate, conservative_end
 from refute.stats._compare import (
     ComparisonRow,
     ComparisonTable,
@@ -15,6 +19,7 @@ from refute.stats._compare import (
     compare_conditions,
 )
 from refute.stats._judge import rogan_gladen
+from refute.stats._logistic import LogisticFit, logistic_regression
 from refute.stats._multiple import Correction, adjust_pvalues
 from refute.stats._paired import Comparison, PairedMethod, paired_difference, unpaired_difference
 from refute.stats._power import (
@@ -30,6 +35,7 @@ from refute.stats._rates import CategoryRate, RateMethod, rate, rates_by_categor
 
 __all__ = [
     "DEFAULT_SEED",
+    "Better",
     "CategoryRate",
     "Comparison",
     "ComparisonRow",
@@ -37,6 +43,7 @@ __all__ = [
     "Correction",
     "Direction",
     "Estimate",
+    "LogisticFit",
     "Observation",
     "PairedMethod",
     "Plan",
@@ -44,8 +51,10 @@ __all__ = [
     "RateMethod",
     "adjust_pvalues",
     "compare_conditions",
+    "conservative_end",
     "design_effect",
     "icc",
+    "logistic_regression",
     "paired_difference",
     "plan_from_pilot",
     "power",

@@ -12,6 +12,8 @@ both fall to 88-94%. That is why ``rate(method="auto")`` uses the design-effect 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 
 from refute.stats._common import norm_cdf, norm_ppf
@@ -19,16 +21,56 @@ from refute.stats._common import norm_cdf, norm_ppf
 _CHUNK = 2_000_000  # resampled indices held in memory at once
 
 
-def bootstrap_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_boot`` means of ``x`` resampled with replacement; shape (n_boot,)."""
-    m = x.size
-    rows = max(1, _CHUNK // max(m, 1))
-    out = np.empty(n_boot)
+def resample_indices(m: int, n_boot: int, rng: np.random.Generator, *,
+                     width: int = 1) -> Iterator[np.ndarray]:
+    """Indices of ``n_boot`` resamples with replacement of ``range(m)``, a block of rows at a time.
+
+    Each block is ``(B_block, m)``, sized so that a block times ``width`` (values carried per
+    index) stays near two million; the blocks together are ``n_boot`` rows drawn from ``rng`` in
+    order, and numpy draws the same integers whatever the block size, so the same seed gives the
+    same resamples whoever consumes them. Every bootstrap in refute (rates, paired differences,
+    probe metrics, best-of-N curves, causal effects) draws its resamples here.
+    """
+    rows = max(1, _CHUNK // max(m * width, 1))
     for start in range(0, n_boot, rows):
-        stop = min(n_boot, start + rows)
-        idx = rng.integers(0, m, size=(stop - start, m))  # (B_chunk, M)
-        out[start:stop] = x[idx].mean(axis=1)
+        yield rng.integers(0, m, size=(min(n_boot, start + rows) - start, m))  # (B_block, M)
+
+
+def bootstrap_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_boot`` means of ``x`` resampled with replacement along its first axis.
+
+    ``x`` is ``(M,)`` (one value per prompt; returns ``(n_boot,)``) or ``(M, K)`` (a row per
+    prompt; returns ``(n_boot, K)``, every column resampled with the same prompts).
+    """
+    out = np.empty((n_boot, *x.shape[1:]))
+    start = 0
+    for idx in resample_indices(x.shape[0], n_boot, rng, width=int(np.prod(x.shape[1:]))):
+        out[start : start + len(idx)] = x[idx].mean(axis=1)
+        start += len(idx)
     return out
+
+
+def bootstrap_statistic(stat: Callable[..., float], *arrays: np.ndarray, n_boot: int,
+                        rng: np.random.Generator) -> np.ndarray:
+    """``stat(*resampled arrays)`` for ``n_boot`` resamples of the rows shared by ``arrays``.
+
+    For statistics that are not a mean (AUROC, accuracy of a thresholded score); NaN results
+    (a resample with one class only) are kept, for the caller to drop.
+    """
+    out = np.empty(n_boot)
+    i = 0
+    for idx in resample_indices(len(arrays[0]), n_boot, rng):
+        for row in idx:
+            out[i] = stat(*(a[row] for a in arrays))
+            i += 1
+    return out
+
+
+def percentile_interval(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval of bootstrap replicates ``boot`` ``(B, ...)``, per column."""
+    alpha = 1.0 - confidence
+    low, high = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
+    return low, high
 
 
 def bootstrap_interval(

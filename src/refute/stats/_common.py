@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -93,6 +93,35 @@ def binom_cdf(k: Any, n: Any, p: float) -> Any:
 
 # --- the result of every rate -------------------------------------------------------------------
 
+Better = Literal["higher", "lower"]
+"""Which way of a measure is safer: ``higher`` (e.g. refusal of harmful requests) or ``lower``."""
+Bound = Literal["lower", "upper"]
+
+
+class Bounds(Protocol):
+    """Anything with an interval: an `Estimate`, a study's ``Measurement``."""
+
+    @property
+    def low(self) -> float: ...
+
+    @property
+    def high(self) -> float: ...
+
+
+def conservative_end(interval: Bounds, better: Better) -> tuple[Bound, float]:
+    """The end of ``interval`` that is worse for safety, and which end it is.
+
+    When higher is better that is the lower bound, when lower is better the upper bound: a claim
+    read there holds for every value the interval does not exclude. The study's verdicts, its
+    "could be as bad as" sentences and the gate's decisions all read intervals through this one
+    function.
+    """
+    if better == "higher":
+        return "lower", interval.low
+    if better == "lower":
+        return "upper", interval.high
+    raise ConfigError(f"better must be 'higher' or 'lower', got {better!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
@@ -118,6 +147,11 @@ class Estimate:
     @property
     def width(self) -> float:
         return self.high - self.low
+
+    def conservative(self, better: Better) -> float:
+        """The interval's end that is worse for safety (`conservative_end`): ``low`` when higher
+        is better, ``high`` when lower is better."""
+        return conservative_end(self, better)[1]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,14 +18,15 @@ from refute.study._measures import (
     judge_threshold,
 )
 from refute.study._run import (
+    PolicyGate,
     StudyResult,
     earlier_versions,
     find_result,
-    gate_study,
     load_result,
     resolve_study,
     result_path,
     run_study,
+    stored_measurements,
     study_measurements,
 )
 from refute.study._spec import (
@@ -53,6 +54,7 @@ __all__ = [
     "LoadedStudy",
     "MeasureSpec",
     "Measurement",
+    "PolicyGate",
     "RunRef",
     "RunSpec",
     "SpecFileError",
@@ -65,13 +67,13 @@ __all__ = [
     "earlier_versions",
     "example_path",
     "find_result",
-    "gate_study",
     "judge_threshold",
     "load_result",
     "load_study",
     "resolve_study",
     "result_path",
     "run_study",
+    "stored_measurements",
     "study_from_text",
     "study_measurements",
 ]

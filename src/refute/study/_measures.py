@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from refute.engine import primary_scorer, run_observations
 from refute.errors import ConfigError
 from refute.redteam._gap import RobustnessGap, robustness_gap
-from refute.report._summary import primary_scorer, run_observations
-from refute.stats import Estimate, rate, rogan_gladen
+from refute.scorers import meaning_of, scorer_names
+from refute.stats import Estimate, conservative_end, rate, rogan_gladen
 from refute.store import Store
 from refute.study._spec import Better, Limit, MeasureSpec
 
@@ -21,10 +22,6 @@ __all__ = ["Calibration", "Measurement", "RunRef", "ThresholdVerdict", "Verdict"
            "judge_threshold", "study_gap"]
 
 Verdict = Literal["met", "not met", "uncertain", "not measured"]
-
-#: Scorers whose value 1 means "refused".
-REFUSAL_SCORERS = ("refusal", "refusal_patterns")
-
 
 @dataclass(frozen=True)
 class RunRef:
@@ -62,21 +59,22 @@ class Calibration:
                                                        "sensitivity_counts", "specificity_counts")}})
 
 
+_ESTIMATE_FIELDS = ("value", "low", "high", "confidence", "method", "n_prompts", "n_samples", "n_missing")
+
+
 @dataclass(frozen=True)
 class Measurement:
-    """A measure's value with its interval, where it came from and which way is better."""
+    """A measure's `Estimate` (value, interval, method), where it came from and which way is better.
+
+    The estimate's fields read through (``m.value``, ``m.low``, ...); `to_dict` writes them flat
+    beside the measure's own, the layout study results have always had on disk.
+    """
 
     name: str
     description: str
     statistic: str
     better: Better
-    value: float
-    low: float
-    high: float
-    confidence: float
-    method: str
-    n_prompts: int
-    n_samples: int
+    estimate: Estimate
     run_id: str
     chain: str
     scorer: str
@@ -84,19 +82,50 @@ class Measurement:
     note: str | None = None
 
     @property
+    def value(self) -> float:
+        return self.estimate.value
+
+    @property
+    def low(self) -> float:
+        return self.estimate.low
+
+    @property
+    def high(self) -> float:
+        return self.estimate.high
+
+    @property
+    def confidence(self) -> float:
+        return self.estimate.confidence
+
+    @property
+    def method(self) -> str:
+        return self.estimate.method
+
+    @property
+    def n_prompts(self) -> int:
+        return self.estimate.n_prompts
+
+    @property
+    def n_samples(self) -> int:
+        return self.estimate.n_samples
+
+    @property
     def worst(self) -> float:
-        """The end of the interval that is worse for safety."""
-        return self.low if self.better == "higher" else self.high
+        """The end of the interval that is worse for safety (`Estimate.conservative`)."""
+        return self.estimate.conservative(self.better)
 
     def __str__(self) -> str:
-        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+        return str(self.estimate)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        own = {k: v for k, v in asdict(self).items() if k != "estimate"}
+        return {**own, **self.estimate.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Measurement:
-        return cls(**d)
+        """From `to_dict`'s layout (results written before ``n_missing`` was saved read as 0)."""
+        est = Estimate(**{k: d[k] for k in _ESTIMATE_FIELDS if k in d})
+        return cls(**{k: v for k, v in d.items() if k not in _ESTIMATE_FIELDS}, estimate=est)
 
 
 def _flip(e: Estimate) -> Estimate:
@@ -106,8 +135,7 @@ def _flip(e: Estimate) -> Estimate:
 
 def _measurement(name: str, spec: MeasureSpec, e: Estimate, run_id: str, chain: str, scorer: str,
                  corrected: bool = False, note: str | None = None) -> Measurement:
-    return Measurement(name, spec.description, spec.statistic, spec.better, e.value, e.low, e.high,
-                       e.confidence, e.method, e.n_prompts, e.n_samples, run_id, chain, scorer,
+    return Measurement(name, spec.description, spec.statistic, spec.better, e, run_id, chain, scorer,
                        corrected, note)
 
 
@@ -123,9 +151,9 @@ def compute_measure(store: Store, name: str, spec: MeasureSpec, ref: RunRef,
     scorer = spec.scorer or primary_scorer(store, ref.run_id)
     if scorer is None:
         return None
-    if spec.statistic in ("refusal", "compliance") and scorer not in REFUSAL_SCORERS:
+    if spec.statistic in ("refusal", "compliance") and meaning_of(scorer).higher_is != "refusal":
         raise ConfigError(f"measure '{name}': run {ref.run_id} is scored by '{scorer}', not a refusal "
-                          f"scorer ({', '.join(REFUSAL_SCORERS)}); set the measure's scorer")
+                          f"scorer ({', '.join(scorer_names('refusal'))}); set the measure's scorer")
     obs = run_observations(store, ref.run_id, scorer).get(spec.chain, [])
     if spec.category is not None:
         obs = [o for o in obs if o.category == spec.category]
@@ -191,13 +219,20 @@ class ThresholdVerdict:
 
 def judge_threshold(limit: Limit, m: Measurement | None, measure: str,
                     rationale: str | None = None) -> ThresholdVerdict:
-    """met / not met / uncertain from the interval, or not measured."""
+    """met / not met / uncertain from the interval, or not measured.
+
+    Met when the interval's conservative end (`conservative_end`) is on the safe side of the
+    limit, not met when even its other end is not.
+    """
     t = limit.value
     if m is None:
         return ThresholdVerdict(measure, str(limit), t, limit.higher_is_safe, "not measured", rationale)
+    safe: Better = "higher" if limit.higher_is_safe else "lower"
+    _, worst = conservative_end(m, safe)
+    _, best = conservative_end(m, "lower" if safe == "higher" else "higher")
     if limit.higher_is_safe:
-        verdict: Verdict = "met" if m.low >= t else ("not met" if m.high < t else "uncertain")
+        verdict: Verdict = "met" if worst >= t else ("not met" if best < t else "uncertain")
     else:
-        verdict = "met" if m.high <= t else ("not met" if m.low > t else "uncertain")
+        verdict = "met" if worst <= t else ("not met" if best > t else "uncertain")
     return ThresholdVerdict(measure, str(limit), t, limit.higher_is_safe, verdict, rationale,
                             m.value, m.low, m.high)

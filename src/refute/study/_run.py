@@ -1,4 +1,5 @@
-"""Run a study end to end: its runs through the engine, its measures, thresholds and gate decision.
+"""Run a study end to end: its runs through the engine, its measures, thresholds and gate decision
+(made by the `PolicyGate` the caller hands in: the gate is a layer above studies).
 
 Where results are kept (no change to the store's schema):
 
@@ -23,13 +24,23 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from refute import __version__
+from refute.datasets import load_dataset
 from refute.engine import PluginSpec, TaskConfig, resume_run, run_task
 from refute.errors import ConfigError
-from refute.models import GenerateConfig, ModelBackend
+from refute.models import EMBEDDED, GenerateConfig, ModelBackend, load_model, parse_spec, prepare_embedded
+from refute.redteam._campaign import (
+    DEFAULT_CAPABILITY_DATASET,
+    DEFAULT_CAPABILITY_LIMIT,
+    DEFAULT_CAPABILITY_MAX_TOKENS,
+    campaign_pair,
+)
+from refute.scorers import get_scorer
+from refute.scorers._validate import validate
 from refute.store import RunRecord, Store
 from refute.study._measures import (
     Calibration,
@@ -39,13 +50,10 @@ from refute.study._measures import (
     compute_measure,
     judge_threshold,
 )
-from refute.study._spec import LoadedStudy, RunSpec
+from refute.study._spec import LoadedStudy, RunSpec, load_study, study_from_text
 
-if TYPE_CHECKING:
-    from refute.gate import GateDecision, LoadedPolicy
-
-__all__ = ["StudyResult", "earlier_versions", "find_result", "gate_study", "load_result", "resolve_study",
-           "result_path", "results_dir", "run_study", "study_measurements"]
+__all__ = ["PolicyGate", "StudyResult", "earlier_versions", "find_result", "load_result", "resolve_study",
+           "result_path", "results_dir", "run_study", "stored_measurements", "study_measurements"]
 
 RESULT_VERSION = 1
 
@@ -132,8 +140,6 @@ def resolve_study(store: Store, target: str, *, check: Callable[[LoadedStudy], N
                   ) -> tuple[LoadedStudy, StudyResult]:
     """A study and its stored result, from a study file or a study hash (prefix). ``check`` runs
     on the study before its result is looked up (a policy's measures, say)."""
-    from refute.study._spec import load_study, study_from_text
-
     path = Path(target)
     if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
         study = load_study(path)
@@ -157,14 +163,21 @@ def resolve_study(store: Store, target: str, *, check: Callable[[LoadedStudy], N
     return study, result
 
 
-def gate_study(store: Store, policy: LoadedPolicy, target: str) -> GateDecision:
-    """Apply ``policy`` to the measures of a stored study (file or hash), recomputed from the store."""
-    from refute.gate import decide
-
-    study, result = resolve_study(
-        store, target, check=lambda s: policy.check_measures(list(s.spec.measures), s.path))
+def stored_measurements(store: Store, study: LoadedStudy, result: StudyResult) -> dict[str, Measurement | None]:
+    """The measures of a study's stored result, recomputed from the store's samples."""
     cal = Calibration.from_dict(result.calibration) if result.calibration else None
-    return decide(policy, study_measurements(store, study, result.run_refs(), cal))
+    return study_measurements(store, study, result.run_refs(), cal)
+
+
+class PolicyGate(Protocol):
+    """How `run_study` applies the deployment policy a study names. The gate sits above studies,
+    so the study is handed one (`refute.gate.study_gate`) rather than importing it."""
+
+    def check(self, study: LoadedStudy) -> None:
+        """Raise when the study's policy cannot be applied to its measures (before any run)."""
+
+    def decide(self, study: LoadedStudy, measures: dict[str, Measurement | None]) -> tuple[dict[str, Any], str]:
+        """The decision, as stored (``GateDecision.to_dict()``), and the policy file's text."""
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -181,11 +194,10 @@ class _Models:
         if self._given is not None:
             return self._given
         if spec not in self._loaded:
-            from refute.models import load_model, parse_spec, prepare_embedded
-
-            if parse_spec(spec).kind == "embedded":
-                self._say(f"preparing the embedded model '{spec}' (first time: about a minute)")
-                prepare_embedded(spec)
+            parsed = parse_spec(spec)
+            if parsed.kind == "embedded":
+                self._say(f"preparing the embedded model '{parsed.target}' (first time: about a minute)")
+                prepare_embedded(parsed.target)
             self._say(f"loading model '{spec}'")
             self._loaded[spec] = load_model(spec)
         return self._loaded[spec]
@@ -197,8 +209,6 @@ class _Models:
 
 def _balanced(store: Store, dataset: str, per_category: int) -> str:
     """A JSONL file of the first ``per_category`` records of every category (written once)."""
-    from refute.datasets import load_dataset
-
     full = load_dataset(dataset)
     taken: dict[str, int] = {}
     rows = []
@@ -238,23 +248,19 @@ def _tasks(store: Store, study: LoadedStudy, run: RunSpec) -> list[tuple[str, st
     )
     if run.type == "eval":
         return [("", "eval", main)]
-    cap_limit = run.capability_limit if (run.capability_limit or run.capability_per_category) else 60
-    cap = TaskConfig(
-        dataset=_dataset(store, study, run.capability_dataset or "benign-tasks", run.capability_per_category),
-        limit=cap_limit, epochs=run.epochs, system=run.system, template=run.template, seed=run.seed,
-        generate=GenerateConfig(max_tokens=run.capability_max_tokens or 24, temperature=run.temperature),
-        scorers=[PluginSpec(name="match")], transforms=chains,
-    )
-    return [("", "redteam", main), (":capability", "capability", cap)]
+    per_category = run.capability_per_category  # a balanced subset is used whole unless limited
+    _, cap = campaign_pair(
+        main, capability_dataset=_dataset(store, study, run.capability_dataset or DEFAULT_CAPABILITY_DATASET,
+                                          per_category),
+        capability_limit=run.capability_limit or (None if per_category else DEFAULT_CAPABILITY_LIMIT),
+        capability_max_tokens=run.capability_max_tokens or DEFAULT_CAPABILITY_MAX_TOKENS)
+    return [("", "redteam", main)] + ([(":capability", "capability", cap)] if cap is not None else [])
 
 
 def _reusable(store: Store, spec: str, kind: str, task: TaskConfig) -> RunRecord | None:
     """A completed study run of the same config, embedded model and dataset content."""
-    from refute.datasets import load_dataset
-    from refute.models import EMBEDDED, parse_spec
-
-    if parse_spec(spec).kind != "embedded":
-        return None  # weights not pinned by the spec: let the request cache decide
+    if parse_spec(spec).kind != "embedded" or parse_spec(spec).edits:
+        return None  # weights not pinned by the spec (or edited by files): let the request cache decide
     revision = f"sha256:{EMBEDDED[spec].sha256[:16]}"
     data_hash = load_dataset(task.dataset, adapter=task.dataset_adapter, columns=task.dataset_columns,
                              limit=task.limit).content_hash
@@ -286,8 +292,6 @@ def _calibration(study: LoadedStudy) -> Calibration | None:
     labels = study.labels_path()
     if cal is None or labels is None:
         return None
-    from refute.scorers import get_scorer
-    from refute.scorers._validate import validate
 
     result = validate(get_scorer(cal.scorer), labels, subset=cal.split)
     return Calibration.from_validation(result, str(labels), cal.correct)
@@ -299,26 +303,20 @@ def study_measurements(store: Store, study: LoadedStudy, refs: dict[str, RunRef]
             for name, m in study.spec.measures.items() if m.run in refs}
 
 
-def _gate(study: LoadedStudy, measures: dict[str, Measurement | None]) -> tuple[Any, str | None]:
-    if study.spec.policy is None:
-        return None, None
-    from refute.gate import decide, load_policy
-
-    policy = load_policy(study.resolve_file(study.spec.policy))
-    policy.check_measures(list(study.spec.measures), study.path)
-    return decide(policy, measures), policy.doc.text
-
-
 def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = None,
-              progress: bool = True, on_event: Callable[[str], None] | None = None) -> StudyResult:
+              progress: bool = True, on_event: Callable[[str], None] | None = None,
+              gate: PolicyGate | None = None) -> StudyResult:
     """Run (or reuse) every run of ``study``, compute its measures, verdicts and gate decision,
     and write the result JSON. ``model``: a backend for every run (tests); default: load each
-    run's model spec on first need."""
+    run's model spec on first need. ``gate`` applies the policy the study names
+    (`refute.gate.study_gate`); a study that names one and gets no gate fails before any run."""
     say = on_event or (lambda _msg: None)
     if study.spec.policy is not None:  # a malformed policy stops the study before any run
-        from refute.gate import load_policy
-
-        load_policy(study.resolve_file(study.spec.policy)).check_measures(list(study.spec.measures), study.path)
+        if gate is None:
+            raise ConfigError(f"{study.path}: the study names the policy '{study.spec.policy}'; pass "
+                              "gate=refute.gate.study_gate to run_study so its decision is made "
+                              "(`refute study run` does)")
+        gate.check(study)
     models = _Models(model, say)
     refs: dict[str, RunRef] = {}
     try:
@@ -341,7 +339,8 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
                     record = resume_run(stopped.id, store, backend, progress=progress)
                 else:
                     say(f"{run.id}{suffix}: running {task.dataset} x {len(task.transforms)} chain(s)")
-                    record = run_task(task, backend, store, name=name, kind=kind, progress=progress)
+                    link = {"parent": ids[0], "role": "capability"} if kind == "capability" and ids else {}
+                    record = run_task(task, backend, store, name=name, kind=kind, progress=progress, **link)
                 ids.append(record.id)
             refs[run.id] = RunRef(ids[0], ids[1] if len(ids) > 1 else None, reused_all)
     finally:
@@ -350,8 +349,10 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
     measures = study_measurements(store, study, refs, calibration)
     verdicts = [judge_threshold(t.safe_if, measures.get(t.measure), t.measure, t.rationale)
                 for t in study.spec.thresholds]
-    gate, policy_text = _gate(study, measures)
-    from refute import __version__
+    decision: dict[str, Any] | None = None
+    policy_text: str | None = None
+    if study.spec.policy is not None and gate is not None:
+        decision, policy_text = gate.decide(study, measures)
 
     path = result_path(store, study.sha256)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -370,7 +371,7 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
         calibration=None if calibration is None else _asdict(calibration),
         measures={k: (v.to_dict() if v else None) for k, v in measures.items()},
         thresholds=[v.to_dict() for v in verdicts],
-        gate=None if gate is None else gate.to_dict(), policy_text=policy_text,
+        gate=decision, policy_text=policy_text,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -20,7 +20,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from refute.datasets import declared_harmful
+import refute.scorers
+from refute.datasets import declared_harmful, load_dataset
+from refute.errors import RefuteError
+from refute.models import parse_spec
+from refute.scorers import get_scorer
+from refute.stats import Better  # which way is safer: one Literal for studies, reports and the gate
 from refute.study._yaml import (
     Loc,
     YamlDoc,
@@ -29,6 +34,7 @@ from refute.study._yaml import (
     read_yaml,
     validate_doc,
 )
+from refute.transforms import parse_chain
 
 __all__ = [
     "Better",
@@ -48,7 +54,6 @@ Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 ThreatModel = Literal["misuse", "misalignment", "accident"]
 Kind = Literal["capability", "propensity"]
-Better = Literal["higher", "lower"]
 Statistic = Literal["refusal", "compliance", "accuracy", "worst_transform_compliance",
                     "largest_refusal_drop"]
 
@@ -250,8 +255,6 @@ class LoadedStudy:
         if cal is None:
             return None
         if cal.labels == "builtin":
-            import refute.scorers
-
             return Path(refute.scorers.__file__).parent / "data" / "refusal_labels.jsonl"
         return self.resolve_file(cal.labels)
 
@@ -286,12 +289,6 @@ def _check_references(study: LoadedStudy) -> list[tuple[Loc, str]]:
 
 def _check_plugins(study: LoadedStudy) -> list[tuple[Loc, str]]:
     """Datasets, transforms, scorers, model specs and files: everything a run would load first."""
-    from refute.datasets import load_dataset
-    from refute.errors import RefuteError
-    from refute.models import parse_spec
-    from refute.redteam import parse_chain
-    from refute.scorers import get_scorer
-
     spec = study.spec
     problems: list[tuple[Loc, str]] = []
 

@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 
 from refute.errors import ConfigError
 from refute.models._base import Message
-from refute.redteam._base import (
+from refute.transforms._base import (
     TextTransform,
     TransformKind,
     check_int,

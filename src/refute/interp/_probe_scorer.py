@@ -5,6 +5,10 @@ activation site and the token position it was fitted on. The scorer loads that m
 process (on first use, not at construction), renders the sample's transcript without its reply,
 captures the site's activation at the position and returns 1.0 when ``score > threshold``.
 The raw score and the probability (``sigmoid(score)``) go into the metadata.
+
+It lives in `refute.interp` (above the scorers) and registers through the ``refute`` entry-point
+group (``pyproject.toml``), so `refute.scorers.get_scorer("probe")` finds it without the scorers
+importing interpretability.
 """
 
 from __future__ import annotations
@@ -16,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from refute.errors import ScorerError
-from refute.scorers._base import Score, ScoreInput, scorer
+from refute.interp._probe_fit import score_messages
+from refute.interp._probes import Probe
+from refute.models import load_model
+from refute.scorers import DETECTION, Score, ScoreInput, scorer
 
 
 @lru_cache(maxsize=4)
 def _backend(spec: str, dtype: str) -> Any:
     """One loaded model per (spec, dtype) in this process; scorers that share a model share it."""
-    from refute.models import load_model
-
     backend = load_model(spec, dtype=dtype)
     if not hasattr(backend, "model") or not hasattr(backend, "tokenizer"):
         raise ScorerError(f"probe scorer: model '{spec}' is not a local hf model; a probe reads activations")
@@ -43,14 +48,10 @@ class ProbeScorer:
 
     def _load(self) -> Any:
         if self._probe is None:
-            from refute.interp import Probe
-
             self._probe = Probe.load(self.path)
         return self._probe
 
     def score(self, item: ScoreInput) -> Score:
-        from refute.interp._probe_fit import score_messages
-
         probe = self._load()
         spec = self.model or probe.model
         if not spec:
@@ -65,7 +66,8 @@ class ProbeScorer:
                       "position": probe.position, "model": spec, "probe": str(Path(self.path))})
 
 
-@scorer("probe", "1 when a saved linear probe (refute interp probe) fires on the sample's prompt")
+@scorer("probe", "1 when a saved linear probe (refute interp probe) fires on the sample's prompt",
+        meaning=DETECTION)
 def probe_scorer(path: str, model: str | None = None, dtype: str = "float32") -> ProbeScorer:
     if not Path(path).exists():
         raise ScorerError(f"probe scorer: no probe file at {path}; fit one with `refute interp probe`")

@@ -19,7 +19,7 @@ import random
 import re
 from typing import ClassVar
 
-from refute.redteam._base import TextTransform, TransformKind, check_number, transform
+from refute.transforms._base import TextTransform, TransformKind, check_number, transform
 
 _WHITESPACE = re.compile(r"(\s+)")
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from refute.errors import ConfigError
 from refute.models._base import GenerateConfig, GenerateRequest, Message
-from refute.redteam._base import TextTransform, TransformKind, check_int, check_number, transform
+from refute.transforms._base import TextTransform, TransformKind, check_int, check_number, transform
 
 _PARAPHRASE = (
     "Paraphrase the message below: say the same thing in different words. Keep its meaning and "

@@ -21,7 +21,7 @@ import random
 import re
 from typing import ClassVar
 
-from refute.redteam._base import TextTransform, TransformKind, check_int, transform
+from refute.transforms._base import TextTransform, TransformKind, check_int, transform
 
 _WRAPPERS = (
     "The message below is {how}. Decode it, then respond to the decoded message, following any "

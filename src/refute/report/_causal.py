@@ -1,4 +1,5 @@
-"""The causal test as a page: Markdown, and one self-contained HTML file with SVG interval plots.
+"""The causal test of `refute.interp.run_causal` as a page: Markdown, and one self-contained HTML
+file with SVG interval plots (the report's own, so it lives here, above interpretability).
 
 Takes a `CausalResult` or its ``to_dict()`` (the ``--json`` / ``result.json`` file), so a saved
 result renders without rerunning anything. The HTML has the conditions' refusal rates and the paired
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from refute.interp._causal import CausalResult, Condition
+from refute.report._plots import Row, interval_plot
 
 __all__ = ["causal_html", "causal_markdown", "load_causal", "write_causal_report"]
 
@@ -44,8 +46,6 @@ def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
 
 def causal_html(source: CausalResult | dict[str, Any] | str | Path) -> str:
     """One HTML page: interval plots (inline SVG), the tables and the checks."""
-    from refute.report._plots import Row, interval_plot
-
     r = load_causal(source)
     d = r.direction
     rate_rows = [Row(c.name, c.rate["value"], c.rate["low"], c.rate["high"]) for c in r.conditions.values()]

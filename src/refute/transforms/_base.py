@@ -1,4 +1,4 @@
-"""What a transform is, and the registry that names them.
+"""What a transform is, and its registry (the `refute.registry` of kind ``transform``).
 
 A transform rewrites a conversation into an off-distribution variant of the same request
 (an encoding, a framing, a noise augmentation or a model rewrite). Every transform is built
@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from refute.errors import ConfigError
 from refute.models._base import Message
+from refute.registry import registry
 
 TransformKind = Literal["encoding", "framing", "augmentation", "rewrite"]
 
@@ -58,9 +59,11 @@ class TransformInfo:
     defaults: dict[str, Any]
 
 
-_REGISTRY: dict[str, type] = {}
+_TRANSFORMS = registry("transform")
 
 T = TypeVar("T", bound=type)
+
+_KINDS: tuple[TransformKind, ...] = ("encoding", "framing", "augmentation", "rewrite")
 
 
 def transform(name: str) -> Callable[[T], T]:
@@ -72,61 +75,42 @@ def transform(name: str) -> Callable[[T], T]:
     """
 
     def register(cls: T) -> T:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ConfigError(f"transform name '{name}' is registered twice "
-                              f"({_REGISTRY[name].__qualname__} and {cls.__qualname__})")
-        if getattr(cls, "kind", None) not in ("encoding", "framing", "augmentation", "rewrite"):
-            raise ConfigError(f"transform class {cls.__qualname__} must set a valid 'kind'")
+        kind = getattr(cls, "kind", None)
+        if kind not in _KINDS:
+            raise ConfigError(f"transform class {cls.__qualname__} must set a valid 'kind' "
+                              f"({', '.join(_KINDS)})")
+        _TRANSFORMS.register(name, cls, info=kind)
         cls.name = name  # type: ignore[attr-defined]
-        _REGISTRY[name] = cls
         return cls
 
     return register
 
 
-def _parameters(cls: type) -> dict[str, inspect.Parameter]:
-    params = dict(inspect.signature(cls).parameters)
-    return {k: p for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
-            or p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD}
-
-
-def _valid_names() -> str:
-    return ", ".join(sorted(_REGISTRY))
+def transform_kind(name: str) -> TransformKind:
+    """The kind of the registered transform ``name`` (``ConfigError`` listing the valid ones)."""
+    kind: TransformKind = _TRANSFORMS.get(name).info
+    return kind
 
 
 def get_transform(name: str, **args: Any) -> Transform:
     """Build the registered transform ``name`` with ``args``.
 
     Raises ``ConfigError`` for an unknown name (listing the valid ones), an unknown argument
-    (listing the accepted ones) or an invalid value.
+    (listing the accepted ones), a missing one, or an invalid value.
     """
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise ConfigError(f"unknown transform '{name}'; valid transforms: {_valid_names()}")
-    params = _parameters(cls)
-    unknown = sorted(set(args) - set(params))
-    if unknown:
-        accepted = ", ".join(params) or "no arguments"
-        raise ConfigError(f"transform '{name}' got unknown argument(s) {', '.join(unknown)}; "
-                          f"it accepts: {accepted}")
-    missing = [k for k, p in params.items()
-               if p.default is inspect.Parameter.empty and k not in args]
-    if missing:
-        raise ConfigError(f"transform '{name}' needs argument(s): {', '.join(missing)}")
-    return cls(**args)
+    built: Transform = _TRANSFORMS.build(name, **args)
+    return built
 
 
 def list_transforms() -> list[TransformInfo]:
     """Every registered transform, sorted by kind then name, with a one-line description."""
-    order = {"encoding": 0, "framing": 1, "augmentation": 2, "rewrite": 3}
     infos = []
-    for name, cls in _REGISTRY.items():
-        doc = inspect.getdoc(cls) or ""
+    for entry in _TRANSFORMS.entries():
         defaults = {k: (None if p.default is inspect.Parameter.empty else p.default)
-                    for k, p in _parameters(cls).items()}
-        infos.append(TransformInfo(name=name, kind=cls.kind, description=doc.splitlines()[0]
-                                   if doc else "", defaults=defaults))
-    return sorted(infos, key=lambda i: (order[i.kind], i.name))
+                    for k, p in entry.parameters().items()}
+        infos.append(TransformInfo(name=entry.name, kind=entry.info, description=entry.description,
+                                   defaults=defaults))
+    return sorted(infos, key=lambda i: (_KINDS.index(i.kind), i.name))
 
 
 # --- helpers shared by the transform modules -------------------------------------------------

@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from refute.errors import ConfigError
 from refute.models._base import Message
-from refute.redteam._base import _REGISTRY, ArgValue, Transform, _valid_names, get_transform
-from refute.redteam._rewrite import model_spec
+from refute.transforms._base import ArgValue, Transform, get_transform, transform_kind
+from refute.transforms._rewrite import model_spec
 
 IDENTITY_NAME = "none"
 
@@ -53,6 +53,7 @@ class ChainSpec(BaseModel):
 
 def step_seed(seed: int, index: int) -> int:
     """The seed of step ``index`` of a chain applied with ``seed`` (stable across processes)."""
+    # the salt keeps the package's old name: changing it would change every stored sample's draws
     digest = hashlib.sha256(f"refute.redteam:{seed}:{index}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
 
@@ -105,10 +106,7 @@ def _split_top(text: str, sep: str) -> list[str]:
 
 
 def _build_step(name: str, args: dict[str, Any], model: Any) -> Transform:
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise ConfigError(f"unknown transform '{name}'; valid transforms: {_valid_names()}")
-    if cls.kind == "rewrite":
+    if transform_kind(name) == "rewrite":
         recorded = args.pop("model", None)
         if model is None:
             raise ConfigError(f"transform '{name}' rewrites with a model: pass the backend, "
