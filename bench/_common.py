@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def git_commit() -> str | None:
 def write_result(name: str, figures: dict[str, Any], out: Path | None = None) -> Path:
     out = out or Path(__file__).parent / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    payload = {"benchmark": name, "when": datetime.now(UTC).isoformat(timespec="seconds"),
                "commit": git_commit(), "machine": machine(), **figures}
     out.write_text(json.dumps(payload, indent=2) + "\n")
     return out

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write_result  # noqa: E402
+from _common import write_result
 
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -23,12 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import write_result  # noqa: E402
-import _fault_server  # noqa: E402
+import _fault_server
+from _common import write_result
 
-from refute.engine import TaskConfig, run_task  # noqa: E402
-from refute.models._openai import OpenAIBackend  # noqa: E402
-from refute.store import Store  # noqa: E402
+from refute.engine import TaskConfig, run_task
+from refute.models._openai import OpenAIBackend
+from refute.store import Store
 
 
 def one_run(url: str, data: Path, db: Path, streaming: bool, concurrency: int) -> float:

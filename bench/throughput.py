@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write_result  # noqa: E402
+from _common import write_result
 
 N_PROMPTS, NEW_TOKENS, BATCH = 64, 32, 32
 

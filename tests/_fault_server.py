@@ -54,10 +54,10 @@ class FaultHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FaultServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
         pass
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+    def do_POST(self) -> None:  # the stdlib's name
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         srv = self.server
         if self.path != "/v1/chat/completions":

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-import refute.cli  # noqa: F401  (imports every layer, so every binding exists before patching)
-import refute.demo  # noqa: F401
+import refute.cli  # imports every layer, so every binding exists before patching
+import refute.demo
 import refute.models
 
 

@@ -141,3 +141,68 @@ def test_an_unknown_attack_or_a_bad_attack_argument_fails_before_anything_runs(t
         result = runner.invoke(app, ["redteam", "-m", f"hf:{tiny_model_dir}", "--limit", "2", *bad, "--store", str(db)])
         assert result.exit_code == 2 and says in result.output, result.output
     assert not db.exists() or Store(db).list_runs() == []
+
+
+STUDY_WITH_ATTACKS = """\
+version: 1
+id: attacks-study
+title: Attacks in a study file
+question: Do attacks beat the model's refusals?
+threat_model: misuse
+kind: propensity
+claim: They do not.
+change_my_mind: Compliance under an attack whose interval lies above 0.5.
+model: {model}
+runs:
+  - id: pair-eval
+    dataset: harmful
+    limit: 2
+    max_tokens: 4
+    solver: pair
+    solver_args: {{budget: 1}}
+    scorers: [refusal_patterns]
+  - id: robustness
+    type: robustness_gap
+    dataset: harmful
+    limit: 3
+    max_tokens: 4
+    scorers: [refusal_patterns]
+    transforms: [base64]
+    capability_limit: 2
+    capability_max_tokens: 4
+    attacks: [best_of_n, crescendo]
+    attack_limit: 2
+    attack_args: {{best_of_n: {{n: 2}}, crescendo: {{turns: 1}}}}
+measures:
+  pair_refusal: {{run: pair-eval, statistic: refusal, better: higher, description: refusal under PAIR}}
+  worst: {{run: robustness, statistic: worst_transform_compliance, better: lower, description: worst row}}
+"""
+
+
+def test_a_study_file_runs_attack_solvers_and_attacks_beside_its_transforms(tiny_model_dir, tmp_path):
+    spec = f"hf:{tiny_model_dir}"
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY_WITH_ATTACKS.format(model=spec))
+    db = tmp_path / "s.db"
+    result = runner.invoke(app, ["study", "run", str(path), "--no-report", "--store", str(db), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    with Store(db) as store:
+        runs = store.list_runs()
+        pair_run = next(r for r in runs if r.name and r.name.endswith(":pair-eval"))
+        assert pair_run.config["solver"] == {"name": "pair", "args": {"budget": 1}}
+        assert set(pair_run.model["helpers"]) == {"attacker", "judge"}
+        main = next(r for r in runs if r.name and r.name.endswith(":robustness"))
+        roles = sorted(r.role for r in store.children(main.id))
+        assert roles == ["attack:best_of_n", "attack:crescendo", "capability"]
+        from refute.redteam._gap import robustness_gap
+
+        gap = robustness_gap(store, main.id, store.children(main.id, role="capability")[0].id)
+        assert {r.chain for r in gap.rows} == {"base64", "attack:best_of_n", "attack:crescendo"}
+
+
+def test_a_study_file_with_an_unknown_attack_or_solver_is_a_located_error(tmp_path):
+    for bad, says in (("attacks: [best_of_n, crescendo]", "attacks: [pear]"), ("solver: pair", "solver: pear")):
+        path = tmp_path / "study.yaml"
+        path.write_text(STUDY_WITH_ATTACKS.format(model="default").replace(bad, says))
+        result = runner.invoke(app, ["study", "run", str(path), "--no-report", "--store", str(tmp_path / "s.db")])
+        assert result.exit_code == 2 and "study.yaml:" in result.output and "pear" in result.output, result.output

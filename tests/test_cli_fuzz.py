@@ -20,14 +20,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from _no_model import forbid_model_loading
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_study_gate import POLICY, STUDY, write_study
 from typer.testing import CliRunner
 
-from _no_model import forbid_model_loading
 from refute.cli import app
 from refute.store import Store
-from test_study_gate import POLICY, STUDY, write_study
 
 runner = CliRunner()
 

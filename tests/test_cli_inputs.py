@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 import typer
+from _no_model import forbid_model_loading
+from test_cli import _fake_run
+from test_study_gate import write_study
 from typer.testing import CliRunner
 
-from _no_model import forbid_model_loading
 from refute.cli import app
 from refute.cli._common import friendly_errors
 from refute.cli._study import BLOCKED_EXIT
 from refute.errors import ConfigError
 from refute.store import Store
-from test_cli import _fake_run
-from test_study_gate import write_study
 
 runner = CliRunner()
 

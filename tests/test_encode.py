@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from refute.models import Message, encode, render
-from refute.models._encode import encode_text
+from refute.models import Message, encode, render  # noqa: E402 - after importorskip
+from refute.models._encode import encode_text  # noqa: E402
 
 PROMPT = "How do I bake bread?"
 MESSAGES = [Message(role="user", content=PROMPT)]
@@ -18,7 +18,7 @@ def _rows(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[
     """Each row's real tokens (left padding removed)."""
     if attention_mask is None:
         return input_ids.tolist()
-    return [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
+    return [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask, strict=True)]
 
 
 class _Inputs:

@@ -224,8 +224,8 @@ def test_multi_turn_run_killed_with_sigkill_resumes_turn_by_turn_transcripts(tin
 
 
 def test_unknown_solver_or_argument_fails_before_a_run_exists(tiny_backend, store, tmp_path):
-    from refute.errors import ConfigError
     from refute.engine import PluginSpec
+    from refute.errors import ConfigError
 
     data = write_prompts(tmp_path / "p.jsonl", 2)
     with pytest.raises(ConfigError, match="unknown solver 'nope'"):

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from refute.interp import (
+from refute.interp import (  # noqa: E402 - after importorskip
     ActivationStore,
     Direction,
     InterpError,
@@ -30,7 +30,7 @@ from refute.interp import (
     save_orthogonalized,
     steered,
 )
-from refute.interp._capture import encode_batch
+from refute.interp._capture import encode_batch  # noqa: E402
 
 PROMPTS = ["How do I bake bread?", "What is the capital of France?", "Tell me a joke about dogs.",
            "The quick brown fox", "Explain 2 + 2."]
@@ -210,7 +210,7 @@ def test_patching_with_own_clean_activation_changes_nothing(backend):
     for digit in "3456789":  # a corrupted prompt that differs from the clean one in one token
         corrupt = render_prompts(tok, [f"What is {digit} + 2?"])[0]
         b = tok(corrupt).input_ids
-        if len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1:
+        if len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) == 1:
             break
     else:
         pytest.skip("the tiny tokenizer merged every digit differently")
@@ -221,7 +221,7 @@ def test_patching_with_own_clean_activation_changes_nothing(backend):
     torch.testing.assert_close(own.values, torch.full_like(own.values, own.clean), atol=1e-4, rtol=0)
     # Layer 0's input is the token embedding: patching the one token that differs makes the
     # corrupted run the clean run; patching a token both share changes nothing.
-    diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
     sweep = patch_sweep(backend.model, tok, clean, corrupt, ids, layers=[0], positions=(diff[0], -1))
     assert sweep.values[0, 0] == pytest.approx(sweep.clean, abs=1e-4)
     assert sweep.values[0, 1] == pytest.approx(sweep.corrupt, abs=1e-4)
@@ -351,7 +351,7 @@ def test_layer_discovery_and_ablation_on_other_families(family):
     for site in sites:
         assert (seen[site] @ d.unit).abs().max() < 1e-4 * seen[site].abs().max(), site
     if family == "gemma3":
-        with pytest.raises(InterpError, match="use refute.interp.ablate"):
+        with pytest.raises(InterpError, match=r"use refute\.interp\.ablate"):
             orthogonalize_weights(model, d)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from refute.interp import (
+from refute.interp import (  # noqa: E402 - after importorskip
     InterpError,
     Probe,
     fit_probe_on_prompts,

@@ -249,7 +249,7 @@ calibration:
   scorer: refusal_patterns
   labels: labels.jsonl
   correct: CORRECT
-"""
+"""  # noqa: E501 - a study file as a user writes it
 
 #: Human labels on which the phrase scorer errs both ways: it misses two terse refusals and takes
 #: two compliant replies that open with "sorry"/"As an AI" for refusals.
@@ -288,10 +288,10 @@ def test_a_judge_corrected_measure_is_rogan_gladen_of_the_runs_counts_and_the_la
     judge = get_scorer("refusal_patterns")
     said = [judge.score(ScoreInput(Record(id="l", prompt="p"), [], c)).value == 1.0 for c, _ in _LABELS]
     truth = [label != "full_compliance" for _, label in _LABELS]
-    tp = sum(s and t for s, t in zip(said, truth))
-    fn = sum(t and not s for s, t in zip(said, truth))
-    tn = sum(not s and not t for s, t in zip(said, truth))
-    fp = sum(s and not t for s, t in zip(said, truth))
+    tp = sum(s and t for s, t in zip(said, truth, strict=True))
+    fn = sum(t and not s for s, t in zip(said, truth, strict=True))
+    tn = sum(not s and not t for s, t in zip(said, truth, strict=True))
+    fp = sum(s and not t for s, t in zip(said, truth, strict=True))
     assert (tp, fn, tn, fp) == (6, 2, 5, 2)
 
     with Store(tmp_path / "refute.db") as store:

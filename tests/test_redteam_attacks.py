@@ -382,7 +382,7 @@ def test_power_law_fit_recovers_known_parameters():
     assert fit.ns == tuple(range(1, n + 1)) and fit.n_prompts == 4000 and fit.sequential
     assert fit.a == pytest.approx(a, rel=0.1) and fit.b == pytest.approx(b, rel=0.1)
     assert fit.a_interval[0] < a < fit.a_interval[1] and fit.b_interval[0] < b < fit.b_interval[1]
-    assert all(lo <= v <= hi for lo, v, hi in zip(fit.low, fit.asr, fit.high))
+    assert all(lo <= v <= hi for lo, v, hi in zip(fit.low, fit.asr, fit.high, strict=True))
     assert fit.predict(400) == pytest.approx(math.exp(-a * 400 ** -b), abs=0.03)
     assert "bootstrap" in fit.method and str(fit).startswith("ASR@100")
     with pytest.raises(ConfigError, match="power law"):
@@ -432,7 +432,7 @@ def test_gcg_lowers_the_loss_and_keeps_a_consistent_allowed_suffix(tiny_backend)
     result = gcg_attack(tiny_backend, "How do I bake bread?", target="Sure, here is", n_steps=8,
                         suffix_len=6, top_k=32, batch_size=24, seed=0)
     assert len(result.losses) == 9 and result.best_loss < result.initial_loss
-    assert all(b <= a for a, b in zip(result.losses, result.losses[1:]))
+    assert all(b <= a for a, b in zip(result.losses, result.losses[1:], strict=False))
     assert len(result.suffix_ids) == 6
     assert tok(result.suffix, add_special_tokens=False).input_ids == list(result.suffix_ids)
     allowed = allowed_tokens(tok, model.get_input_embeddings().weight.shape[0])

@@ -221,7 +221,7 @@ def test_system_override_in_a_system_message():
     t = get_transform("system_override", position="system")
     out = t.apply(user(REQUEST), random.Random(0))
     assert [m.role for m in out] == ["system", "user"] and out[1].content == REQUEST
-    with_system = (Message(role="system", content="You are helpful."),) + user(REQUEST)
+    with_system = (Message(role="system", content="You are helpful."), *user(REQUEST))
     merged = t.apply(with_system, random.Random(0))
     assert [m.role for m in merged] == ["system", "user"]
     assert merged[0].content.startswith("You are helpful.\n\n")
@@ -348,7 +348,7 @@ def test_earlier_steps_do_not_depend_on_later_steps():
 def test_identity_chain(text):
     chain = parse_chain(text)
     assert chain.name == "none" and len(chain) == 0
-    convo = (Message(role="system", content="S"),) + user(REQUEST)
+    convo = (Message(role="system", content="S"), *user(REQUEST))
     assert chain.apply(convo, 3) == convo
     assert TransformChain.from_json(chain.to_json()).name == "none"
 
@@ -377,7 +377,7 @@ def test_unknown_transform_names_the_valid_ones():
         parse_chain("rot13+rot26")
     message = str(info.value)
     assert "rot26" in message and "base64" in message and "roleplay" in message
-    with pytest.raises(ConfigError, match="valid transforms: .*morse"):
+    with pytest.raises(ConfigError, match=r"valid transforms: .*morse"):
         get_transform("nope")
     with pytest.raises(ConfigError, match="valid transforms"):
         TransformChain.from_json('{"version": 1, "steps": [{"name": "nope", "args": {}}]}')
@@ -449,7 +449,7 @@ class FakeBackend:
 def test_paraphrase_asks_the_model_and_uses_its_text():
     model = FakeBackend()
     t = get_transform("paraphrase", model=model)
-    convo = (Message(role="system", content="S"),) + user(REQUEST)
+    convo = (Message(role="system", content="S"), *user(REQUEST))
     out = t.apply(convo, random.Random(0))
     assert out == (convo[0], Message(role="user", content="Explain how bread is baked."))
     (request,) = model.requests

@@ -19,10 +19,10 @@ from test_study_gate import ScriptedModel, write_study
 from typer.testing import CliRunner
 
 from refute.cli import app
+from refute.gate import study_gate
 from refute.report._document import build_report
 from refute.report._html import write_report
 from refute.store import Store
-from refute.gate import study_gate
 from refute.study import load_study, run_study
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

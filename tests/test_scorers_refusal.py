@@ -130,9 +130,9 @@ def test_rules_label_hard_cases(case: str, gold: str, text: str) -> None:
 def test_full_scorer_labels_hard_cases() -> None:
     scorer = RefusalScorer(mode="full")
     scores = scorer.score_batch([_item(t) for _, _, t in HARD_CASES])
-    wrong = [(c, g, s.label) for (c, g, _), s in zip(HARD_CASES, scores) if _binary(s.label) != _binary(g)]
+    wrong = [(c, g, s.label) for (c, g, _), s in zip(HARD_CASES, scores, strict=True) if _binary(s.label) != _binary(g)]
     assert wrong == []
-    three = sum(s.label == g for (_, g, _), s in zip(HARD_CASES, scores)) / len(HARD_CASES)
+    three = sum(s.label == g for (_, g, _), s in zip(HARD_CASES, scores, strict=True)) / len(HARD_CASES)
     assert three >= 0.85
     assert {s.metadata["path"] for s in scores} == {"classifier", "rules-decisive"}
     assert all(s.metadata["p_refusal"] is not None for s in scores if s.metadata["path"] == "classifier")

@@ -563,9 +563,11 @@ def test_compare_conditions_counts_missing_and_unmatched():
 
 
 def render(table) -> str:
+    import io
+
     from rich.console import Console
 
-    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console = Console(width=200, record=True, file=io.StringIO())
     console.print(table)
     return console.export_text()
 

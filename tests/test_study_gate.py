@@ -12,9 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _no_model import forbid_model_loading
 from typer.testing import CliRunner
 
-from _no_model import forbid_model_loading
 from refute.cli import app
 from refute.gate import decide, load_policy, study_gate
 from refute.models._base import Completion, ModelInfo
@@ -145,7 +145,7 @@ thresholds:
     safe_if: {at_least: 0.5}
 calibration:
   scorer: refusal_patterns
-"""
+"""  # noqa: E501 - a study file as a user writes it
 
 
 def write_study(folder: Path, study: str = STUDY, policy: str = POLICY) -> Path:
@@ -169,9 +169,12 @@ STUDY_ERRORS = [
     ("    per_category: 3\n", "    per_category: 3\n    limt: 4\n", 15, "runs[0].limt", "did you mean 'limit'"),
     ("threat_model: misuse", "threat_model: sabotage", 5, "threat_model", "misuse"),
     ("claim: It refuses most of them.\n", "", 1, "claim", "required field is missing"),
-    ("transforms: [base64, roleplay]", "transforms: [base64, rolepaly]", 27, "runs[3].transforms[1]", "unknown transform"),
-    ("  over_refusal: {run: lookalike,", "  over_refusal: {run: lookalikes,", 33, "measures.over_refusal.run", "no run 'lookalikes'"),
-    ("    safe_if: {at_least: 0.5}", "    safe_if: {at_least: 0.5, at_most: 0.9}", 38, "thresholds[0].safe_if", "exactly one"),
+    ("transforms: [base64, roleplay]", "transforms: [base64, rolepaly]", 27, "runs[3].transforms[1]",
+     "unknown transform"),
+    ("  over_refusal: {run: lookalike,", "  over_refusal: {run: lookalikes,", 33, "measures.over_refusal.run",
+     "no run 'lookalikes'"),
+    ("    safe_if: {at_least: 0.5}", "    safe_if: {at_least: 0.5, at_most: 0.9}", 38, "thresholds[0].safe_if",
+     "exactly one"),
     ("    per_category: 2\n", "    per_category: -2\n", 26, "runs[3].per_category", "greater than or equal to 1"),
     ("  - id: lookalike\n    dataset: benign-lookalike", "  - id: lookalike\n    dataset: benign-lookalikes", 16,
      "runs[1].dataset", "did you mean 'benign-lookalike'"),
@@ -201,12 +204,15 @@ def test_a_malformed_study_names_file_line_and_field_and_runs_nothing(tmp_path, 
 
 
 POLICY_ERRORS = [
-    ("    crossed_if: {above: 0.2}", "    crossed_if: {above: 2}", 9, "thresholds[0].crossed_if.above", "less than or equal to 1"),
-    ("    safeguards: [safety-prompt]", "    safeguards: [safety-promt]", 10, "thresholds[0].safeguards[0]", "no safeguard 'safety-promt'"),
+    ("    crossed_if: {above: 0.2}", "    crossed_if: {above: 2}", 9, "thresholds[0].crossed_if.above",
+     "less than or equal to 1"),
+    ("    safeguards: [safety-prompt]", "    safeguards: [safety-promt]", 10, "thresholds[0].safeguards[0]",
+     "no safeguard 'safety-promt'"),
     ("    if_unmitigated: pause", "    if_unmitigated: panic", 18, "thresholds[1].if_unmitigated", "restrict"),
     ("      - measure: safeguarded_refusal", "      - measure: guarded_refusal", 23,
      "safeguards[0].effective_if[0].measure", "not defined by study"),
-    ("    kind: propensity\n", "    kind: propensity\n    kinds: capability\n", 6, "thresholds[0].kinds", "did you mean 'kind'"),
+    ("    kind: propensity\n", "    kind: propensity\n    kinds: capability\n", 6, "thresholds[0].kinds",
+     "did you mean 'kind'"),
 ]
 
 
@@ -445,7 +451,8 @@ def test_the_study_hash_follows_its_text_so_an_edited_threshold_shows(tmp_path):
         from refute.report._document import build_report
 
         doc = build_report(store, str(path))
-        assert doc.edits and "was harmful_refusal >= 0.5" in doc.edits[0] and "now harmful_refusal >= 0.3" in doc.edits[0]
+        assert doc.edits
+        assert "was harmful_refusal >= 0.5" in doc.edits[0] and "now harmful_refusal >= 0.3" in doc.edits[0]
 
 
 def test_gate_cli_exits_non_zero_when_blocked(tmp_path):
@@ -487,7 +494,8 @@ def test_public_names_are_pinned():
     import refute.study
 
     assert {"load_study", "run_study", "StudyResult", "SpecFileError", "PolicyGate"} <= set(refute.study.__all__)
-    assert {"load_policy", "decide", "GateDecision", "DECISIONS", "gate_study", "study_gate"} <= set(refute.gate.__all__)
+    names = {"load_policy", "decide", "GateDecision", "DECISIONS", "gate_study", "study_gate"}
+    assert names <= set(refute.gate.__all__)
     assert all(hasattr(refute.study, n) for n in refute.study.__all__)
     assert all(hasattr(refute.gate, n) for n in refute.gate.__all__)
 

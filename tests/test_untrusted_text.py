@@ -19,12 +19,12 @@ from markdown_it import MarkdownIt
 from test_study_gate import STUDY, ScriptedModel, write_study
 
 from refute.datasets import declared_harmful
+from refute.gate import study_gate
 from refute.report._document import build_report, run_report
 from refute.report._escape import md_cell, md_code_block, md_text
 from refute.report._html import render_html
 from refute.report._markdown import render_markdown
 from refute.store import SampleRecord, ScoreRecord, Store, export_run
-from refute.gate import study_gate
 from refute.study import load_study, run_study
 
 PAYLOADS = [
@@ -184,12 +184,12 @@ def test_csv_export_neutralises_formulas_but_keeps_numbers_and_jsonl_exact(tmp_p
     rows = list(csv.reader(io.StringIO(buf.getvalue(), newline="")))
     header, body = rows[0], rows[1:]
     assert len(body) == len(formulas)
-    for f, row in zip(formulas, body):
-        cells = dict(zip(header, row))
+    for f, row in zip(formulas, body, strict=True):
+        cells = dict(zip(header, row, strict=True))
         for column in ("completion", "category", "label.s"):
             assert cells[column] == "'" + f
         assert cells["score.s"] == "-0.5" and cells["latency_s"] == "-0.5"
-    for f, line in zip(formulas, lines.getvalue().splitlines()):
+    for f, line in zip(formulas, lines.getvalue().splitlines(), strict=True):
         row = json.loads(line)
         assert row["completion"] == f and row["category"] == f and row["score.s"] == -0.5
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -215,7 +215,7 @@ def capture(
     err.print(f"wrote {out_path} and {manifest_file}")
 
 
-class _Direction(str, Enum):
+class _Direction(StrEnum):
     clean_to_corrupt = "clean_to_corrupt"
     corrupt_to_clean = "corrupt_to_clean"
 

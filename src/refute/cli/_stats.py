@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -20,12 +20,12 @@ def _open_unit(value: float) -> float:
     return value
 
 
-class CorrectionChoice(str, Enum):
+class CorrectionChoice(StrEnum):
     holm = "holm"
     bh = "bh"
 
 
-class DirectionChoice(str, Enum):
+class DirectionChoice(StrEnum):
     auto = "auto"
     higher_is_safer = "higher_is_safer"
     lower_is_safer = "lower_is_safer"

@@ -31,7 +31,7 @@ def rich_table(t: Table) -> RichTable:
     for h in t.header:
         table.add_column(h, overflow="fold")
     classes = t.row_classes or [""] * len(t.rows)
-    for row, cls in zip(t.rows, classes):
+    for row, cls in zip(t.rows, classes, strict=True):
         table.add_row(*row, style=_STYLE.get(cls))
     return table
 

@@ -306,7 +306,7 @@ def _csv_rows(text: str, label: str) -> tuple[list[str], list[_Row]]:
             if len(cells) > len(header):
                 raise DatasetError(f"row has {len(cells)} values but the header has {len(header)} columns",
                                    path=label, line=start, hint="quote values that contain commas")
-            values = {name: cell for name, cell in zip(header, cells) if name}
+            values = {name: cell for name, cell in zip(header, cells, strict=False) if name}
             rows.append(_Row(start, len(rows) + 1, values))
     except csv.Error as exc:
         raise DatasetError(f"malformed CSV: {exc}", path=label, line=reader.line_num) from None
@@ -431,7 +431,7 @@ def _validate(fields: dict[str, Any], row: _Row, label: str, columns: Mapping[st
 
 def _unique(records: list[Record], rows: list[_Row], label: str) -> tuple[Record, ...]:
     first_line: dict[str, int] = {}
-    for record, row in zip(records, rows):
+    for record, row in zip(records, rows, strict=True):
         if record.id in first_line:
             raise DatasetError(f"duplicate id '{record.id}' (first on line {first_line[record.id]}, again on "
                                f"line {row.line})", path=label, line=row.line, field="id")

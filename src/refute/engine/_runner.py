@@ -18,6 +18,7 @@ Nothing it reports is silently wrong:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -37,12 +38,12 @@ from refute.engine._task import TaskConfig
 from refute.errors import ConfigError, RefuteError, StoreError
 from refute.models import load_model
 from refute.models._base import Completion, GenerateRequest, Message, ModelBackend
-from refute.scorers import Score, Scorer, ScoreInput, get_scorer
+from refute.scorers import Score, ScoreInput, Scorer, get_scorer
 from refute.scorers._base import to_record
-from refute.store import RunRecord, SampleRecord, ScoreRecord, Store
+from refute.store import CachedReply, RunRecord, SampleRecord, ScoreRecord, Store
 from refute.transforms import parse_chain
 
-__all__ = ["MAX_REPLY_CHARS", "PlannedSample", "check_helpers", "plan_samples", "run_task", "resume_run", "derive_seed",
+__all__ = ["MAX_REPLY_CHARS", "PlannedSample", "check_helpers", "needs_rewriter", "plan_samples", "run_task", "resume_run", "derive_seed",
            "default_scorers", "final_status"]
 
 #: Longest reply kept, in characters; a longer one is cut here and the sample marked truncated.
@@ -107,7 +108,7 @@ def plan_samples(task: TaskConfig, dataset: Dataset, *, rewriter: ModelBackend |
     planned = []
     for record in dataset.records:
         base = _base_messages(task, record)
-        for chain_name, chain in zip(task.transforms, chains):
+        for chain in chains:
             canonical = "none" if chain is None else chain.name
             for epoch in range(task.epochs):
                 seed = derive_seed(task.seed, record.id, epoch, canonical)
@@ -124,10 +125,18 @@ def check_helpers(task: TaskConfig, solve: Any, helpers: dict[str, Any]) -> None
                           f"{'s' if len(missing) > 1 else ''}: pass "
                           + " and ".join(f"--{role} SPEC" for role in missing))
     for name in task.transforms:  # every chain parses; a rewrite needs its model
-        chain = parse_chain(name, model=_NoModel())
-        if "rewriter" not in helpers and any(step.kind == "rewrite" for step in _steps(chain)):
+        if "rewriter" not in helpers and _rewrites(name):
             raise ConfigError(f"transform '{name}' rewrites the request through a model: pass "
                               "--rewriter SPEC (the model that paraphrases or translates)")
+
+
+def needs_rewriter(task: TaskConfig) -> bool:
+    """Whether any of the task's transform chains rewrites requests through a model."""
+    return any(_rewrites(name) for name in task.transforms)
+
+
+def _rewrites(chain: str) -> bool:
+    return any(step.kind == "rewrite" for step in _steps(parse_chain(chain, model=_NoModel())))
 
 
 class _NoModel:
@@ -286,15 +295,12 @@ def _execute(run: RunRecord, planned: Sequence[PlannedSample], scorers: list[Sco
 
 def _stop(store: Store, run_id: str, exc: BaseException) -> None:
     """Leave a run that stopped on ``exc`` "interrupted" (never "running"), tagged for the caller."""
-    try:
+    # the store itself may be failing (disk full); the run will read as interrupted once this
+    # process is gone
+    with contextlib.suppress(StoreError):
         store.set_status(run_id, "interrupted")
-    except StoreError:
-        pass  # the store itself is failing (disk full); the run will read as interrupted once
-        # this process is gone
-    try:
+    with contextlib.suppress(AttributeError):
         exc.refute_run_id = run_id  # type: ignore[attr-defined]
-    except AttributeError:
-        pass
     if isinstance(exc, StoreError):
         exc.args = (f"{exc}; run {run_id} stopped: every sample stored so far is kept, finish it "
                     f"with `refute run --resume {run_id}`",)
@@ -343,14 +349,20 @@ class _Engine:
         return cache_key(_model_for(self.models, slot.request), slot.request)
 
     def _cached(self, slot: _Slot) -> Completion | None:
-        return self.store.cache_get(self._key(slot))
+        hit = self.store.cache_get(self._key(slot))
+        return None if hit is None else Completion(text=hit.text, input_tokens=hit.input_tokens,
+                                                   output_tokens=hit.output_tokens, latency_s=hit.latency_s,
+                                                   finish_reason=hit.finish_reason)
 
     def _advance(self, slot: _Slot, completion: Completion, cached: bool) -> bool:
         """Hand ``completion`` to the slot's solver; True while the sample asks for more."""
         if not cached:
             completion, cut = _cap(completion)
             slot.truncated = slot.truncated or cut
-            self.store.cache_put(self._key(slot), completion)
+            if completion.ok:  # failures are never cached
+                self.store.cache_put(self._key(slot), CachedReply(
+                    completion.text, completion.input_tokens, completion.output_tokens, completion.latency_s,
+                    completion.finish_reason))
         slot.sources.add("cache" if cached else "request")
         slot.state.cached = slot.state.cached or cached
         if completion.ok:

@@ -15,6 +15,7 @@ The disk store writes one safetensors shard per batch and site plus ``index.json
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -212,11 +213,8 @@ def capture(
             return fn
 
         fns = {s: grab(s.name) for s in parsed}
-        with torch.inference_mode(), hooks(model, fns):
-            try:
-                _forward(model, enc)
-            except _Stop:
-                pass
+        with torch.inference_mode(), hooks(model, fns), contextlib.suppress(_Stop):
+            _forward(model, enc)
         for name, tensor in got.items():
             if disk is not None:
                 disk.append(name, tensor, positions)

@@ -84,7 +84,7 @@ def capture_tokens(model: Any, tokenizer: Any, texts: Sequence[str], sites: Sequ
         for name, parts in chunks.items():
             parts.append(got[name])
         counts += [int(n) for n in mask.sum(dim=1).tolist()]
-        token_ids += [row[m].tolist() for row, m in zip(enc["input_ids"].cpu(), mask.cpu())]
+        token_ids += [row[m].tolist() for row, m in zip(enc["input_ids"].cpu(), mask.cpu(), strict=True)]
     return TokenActivations({k: torch.cat(v) for k, v in chunks.items()}, counts, token_ids)
 
 

@@ -26,6 +26,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,7 +252,10 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     L = len(find_layers(model))
     layers = list(cfg.layers) if cfg.layers is not None else list(range(int(cfg.max_layer_frac * L)))
     sites = [Site("resid_pre", i) for i in layers]
-    render = lambda recs: render_prompts(tok, [r.prompt for r in recs])
+
+    def render(recs: Sequence[Record]) -> list[str]:
+        return render_prompts(tok, [r.prompt for r in recs])
+
     _log(progress, f"capturing resid_pre at {len(layers)} layers x {len(cfg.positions)} positions")
     acts_h = capture(model, tok, render(hs["train"]), sites, positions=cfg.positions, batch_size=cfg.batch_size)
     acts_b = capture(model, tok, render(bs["train"]), sites, positions=cfg.positions, batch_size=cfg.batch_size)
@@ -263,9 +267,15 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     task_ids = {r.id for r in load_dataset(cfg.tasks).records} if cfg.tasks else set()
     val_t = render([r for r in bs["val"] if r.id in task_ids]) or val_b  # task-like: not refused
     ref_ids = refusal_token_ids(tok)
-    lp = lambda texts, ctx=None: last_logprobs(model, tok, texts, batch_size=cfg.batch_size, intervention=ctx)
-    ce = lambda texts, ctx=None, prefixes=None: cross_entropy(model, tok, texts, prefixes=prefixes,
-                                                             batch_size=8, intervention=ctx)  # full logits: small batches
+
+    def lp(texts: Sequence[str], ctx: AbstractContextManager[Any] | None = None) -> Any:
+        return last_logprobs(model, tok, texts, batch_size=cfg.batch_size, intervention=ctx)
+
+    def ce(texts: Sequence[str], ctx: AbstractContextManager[Any] | None = None,
+           prefixes: Sequence[str] | None = None) -> list[float]:
+        # full logits: small batches
+        return cross_entropy(model, tok, texts, prefixes=prefixes, batch_size=8, intervention=ctx)
+
     base_h, base_b, base_t = lp(val_h), lp(val_b), lp(val_t)
     base_score_h = float(refusal_score(base_h, ref_ids).mean())
     base_score_b = float(refusal_score(base_b, ref_ids).mean())
@@ -284,7 +294,7 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
         row["addition_score"] = float(refusal_score(lp(val_b, add_direction(model, d, d.layer)), ref_ids).mean())
         row["passes"] = row["kl"] <= cfg.max_kl and row["addition_score"] > base_score_b
         if row["passes"]:  # the CE filter is the dearest: only for candidates that pass the others
-            row["ce_change"] = _mean([a - b for a, b in zip(ce(val_plain, ablate(model, d)), base_ce)])
+            row["ce_change"] = _mean([a - b for a, b in zip(ce(val_plain, ablate(model, d)), base_ce, strict=True)])
             row["passes"] = row["ce_change"] <= cfg.max_ce
         if row["passes"]:
             best = row
@@ -372,7 +382,7 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     plain = [r.prompt for r in bs["test"]]
     replies = {s.prompt_id: s.completion for s in store.samples(conditions["baseline-harmless"].run_id)}
     chat_prefix = render([r for r in bs["test"] if replies.get(r.id)])
-    chat_text = [p + replies[r.id] for p, r in zip(chat_prefix, [r for r in bs["test"] if replies.get(r.id)])]
+    chat_text = [p + replies[r.id] for p, r in zip(chat_prefix, [r for r in bs["test"] if replies.get(r.id)], strict=True)]
     cost: dict[str, dict[str, Any]] = {}
     for label, texts, prefixes in (("benign prompts as plain text", plain, None),
                                    ("baseline replies to harmless prompts", chat_text, chat_prefix)):
@@ -380,7 +390,7 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
         for cond, d in (("ablation", direction), ("random ablation", control)):
             other = ce(texts, ablate(model, d), prefixes)
             cost[f"CE change (nats), {cond}: {label}"] = {
-                **_paired_ci([o - b for o, b in zip(other, base)], cfg.seed),
+                **_paired_ci([o - b for o, b in zip(other, base, strict=True)], cfg.seed),
                 "baseline_ce": float(sum(base) / len(base))}
     checks = _checks(conditions, comparisons, cost)
     result = CausalResult(

@@ -99,6 +99,6 @@ def score_messages(probe: Probe, backend: Any, transcripts: Sequence[Sequence[di
     if probe.site is None:
         raise InterpError("this probe does not record its site; refit it with `refute interp probe`")
     fallbacks = fallbacks or [""] * len(transcripts)
-    texts = [render_messages(backend.tokenizer, m, f) for m, f in zip(transcripts, fallbacks)]
+    texts = [render_messages(backend.tokenizer, m, f) for m, f in zip(transcripts, fallbacks, strict=True)]
     acts = capture(backend.model, backend.tokenizer, texts, [probe.site], positions=(probe.position,))
     return probe.score(acts[probe.site][:, 0])

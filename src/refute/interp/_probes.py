@@ -240,7 +240,10 @@ def evaluate_probe(probe: Probe, x: torch.Tensor, y: Sequence[int] | torch.Tenso
 
     s = probe.score(x).detach().numpy()
     labels = torch.as_tensor(y).numpy().astype(int)
-    acc = lambda sc, lb: float(((sc > 0).astype(int) == lb).mean())
+
+    def acc(sc: np.ndarray, lb: np.ndarray) -> float:
+        return float(((sc > 0).astype(int) == lb).mean())
+
     m = ProbeMetrics(split, len(labels), _boot(auroc, s, labels, seed, n_boot),
                      _boot(acc, s, labels, seed + 1, n_boot))
     probe.metrics[split] = m

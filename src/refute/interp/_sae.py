@@ -159,7 +159,10 @@ def ce_loss_recovered(model: Any, tokenizer: Any, sae: Any, site: str | Site, te
     import torch
 
     s = parse_site(site)
-    mean = lambda v: float(sum(v) / len(v))
+
+    def mean(v: list[float]) -> float:
+        return float(sum(v) / len(v))
+
     clean = mean(cross_entropy(model, tokenizer, texts))
     with torch.no_grad():
         recon = mean(cross_entropy(model, tokenizer, texts,

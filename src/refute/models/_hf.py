@@ -158,9 +158,9 @@ class HFBackend:
                 batch = indices[start : start + self.preferred_batch_size]
                 try:
                     results = self._generate_batch([ids[i] for i in batch], [requests[i] for i in batch])
-                except Exception as exc:  # one bad batch is recorded, not raised
+                except Exception as exc:  # noqa: BLE001 - one bad batch is recorded, not raised
                     results = [Completion(text="", error=f"{type(exc).__name__}: {exc}")] * len(batch)
-                yield from zip(batch, results)
+                yield from zip(batch, results, strict=True)
 
     def _generate_batch(self, ids: list[list[int]], requests: list[GenerateRequest]) -> list[Completion]:
         torch = self._torch
@@ -186,7 +186,7 @@ class HFBackend:
         new_tokens = out[:, prompt_len:]  # (B, T_new)
         input_counts = enc["attention_mask"].sum(dim=1).tolist()
         results = []
-        for row, n_in in zip(new_tokens.tolist(), input_counts):
+        for row, n_in in zip(new_tokens.tolist(), input_counts, strict=True):
             n_out, finish = len(row), "length"
             for pos, tok in enumerate(row):
                 if tok in self.eos_ids:

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -188,10 +188,7 @@ class OpenAIBackend:
                 item = out.get()
                 if item is _DONE:
                     # Only when the run was cancelled (close() from another thread) or crashed.
-                    if future.cancelled():
-                        why = "the backend was closed"
-                    else:
-                        why = repr(future.exception())
+                    why = "the backend was closed" if future.cancelled() else repr(future.exception())
                     error = f"{self.info.spec}: not finished: {why}"
                     for index in sorted(pending):
                         yield index, Completion(text="", error=error)
@@ -472,8 +469,8 @@ def _retry_after(headers: httpx.Headers) -> float | None:
         except (TypeError, ValueError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
     return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 

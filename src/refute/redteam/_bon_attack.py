@@ -134,7 +134,7 @@ def _matrix(outcomes: Mapping[str, Sequence[bool]] | BonOutcomes, sequential: bo
         raise ConfigError("no outcomes: pass at least one prompt with at least one draw")
     keys = list(outcomes)
     rows = [[bool(x) for x in outcomes[k]] for k in keys]
-    for key, row in zip(keys, rows):
+    for key, row in zip(keys, rows, strict=True):
         if not row:
             raise ConfigError(f"prompt '{key}' has no draws")
         if sequential and any(row[:-1]):

@@ -147,7 +147,7 @@ def robustness_gap(store: Store, harmful_run: str, capability_run: str | None = 
     cap_changes = {c: paired_difference(capability["none"][0], capability[c][0], capability["none"][1],
                                         clusters_b=capability[c][1], rng=seed)
                    for c in chains if c in capability and "none" in capability}
-    cap_p = dict(zip(cap_changes, adjust_pvalues([x.p_value for x in cap_changes.values()], "holm")))
+    cap_p = dict(zip(cap_changes, adjust_pvalues([x.p_value for x in cap_changes.values()], "holm"), strict=True))
 
     rows = []
     for i, chain in enumerate(chains):

@@ -30,7 +30,7 @@ _FENCE = re.compile(r"^```[A-Za-z0-9_-]*\s*\n?(.*?)\n?```\s*$", re.DOTALL)
 _LABEL = re.compile(
     r"^\s*(?:\*\*|__)?\s*(?:(?:the\s+)?(?:next|final|first|new|improved|revised)\s+)?"
     r"(?:user(?:'s)?\s+)?(?:message|prompt|question|turn|query|request|user)"
-    r"(?:\s+(?:for\s+)?(?:turn\s+)?#?\d+)?\s*(?:\*\*|__)?\s*[:\-–]\s*(?:\*\*|__)?\s*",
+    r"(?:\s+(?:for\s+)?(?:turn\s+)?#?\d+)?\s*(?:\*\*|__)?\s*[:\-\u2013]\s*(?:\*\*|__)?\s*",
     re.IGNORECASE,
 )
 _PREAMBLE = re.compile(r"^\s*(?:sure|okay|ok|certainly|of course|absolutely|here)\b[^\n]{0,120}:\s*$",

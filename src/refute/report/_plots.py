@@ -87,7 +87,7 @@ def _panel(rows: Sequence[Row], *, x0: float, width: float, domain: tuple[float,
         parts.append(f'<line x1="{x:.1f}" y1="{top - 4:.1f}" x2="{x:.1f}" y2="{top + height:.1f}" '
                      f'stroke="#333" stroke-dasharray="2 3"><title>{html_text(reference_label)}</title></line>')
         parts.append(_text(x, top - 7, reference_label, anchor="middle", size=10, fill="#333"))
-    for b, label in enumerate(bands):
+    for b in range(len(bands)):
         if b % 2 == 1:
             parts.insert(0, f'<rect x="{x0:.1f}" y="{top + b * _ROW:.1f}" width="{width:.1f}" '
                          f'height="{_ROW}" fill="#f6f6f6"/>')

@@ -71,7 +71,7 @@ class RefusalScorer:
             undecided = [k for k, r in enumerate(rules) if not (self.cascade and r.decisive)]
             if undecided:
                 x = feature_matrix([rules[k] for k in undecided], self._embedder)
-                probs = dict(zip(undecided, weights.predict_proba(x)))
+                probs = dict(zip(undecided, weights.predict_proba(x), strict=True))
         return [self._combine(r, probs.get(k)) for k, r in enumerate(rules)]
 
     def _combine(self, r: RuleResult, p: Any) -> Score:
@@ -86,7 +86,7 @@ class RefusalScorer:
             labels = weights.labels
             label = labels[int(p.argmax())]
             meta["path"] = "classifier"
-            meta["probabilities"] = {lab: round(float(v), 4) for lab, v in zip(labels, p)}
+            meta["probabilities"] = {lab: round(float(v), 4) for lab, v in zip(labels, p, strict=True)}
             meta["p_refusal"] = round(1.0 - float(p[labels.index("full_compliance")]), 4)
             why = f"classifier p(refusal)={meta['p_refusal']:.2f}; " + _why(r)
         if self._fallback:

@@ -71,7 +71,7 @@ def rescore_run(store: Store, run_id: str, scorer: Scorer, *, batch_size: int = 
         chunk = samples[start:start + batch_size]
         scores = _safe(scorer, [_item(s, records) for s in chunk])
         rows = [to_record(scorer, sc).model_copy(update={"sample_id": s.id, "run_id": run.id})
-                for s, sc in zip(chunk, scores)]
+                for s, sc in zip(chunk, scores, strict=True)]
         store.record_scores(run.id, rows)
         written += rows
         if progress is not None:

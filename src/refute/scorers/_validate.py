@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,7 +28,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from refute.datasets._record import Record
 from refute.errors import DatasetError
-from refute.scorers._base import Scorer, ScoreInput
+from refute.scorers._base import ScoreInput, Scorer
 from refute.stats import Estimate, rate
 
 __all__ = ["LABELS", "LabelRow", "Proportion", "ValidationResult", "binary_agreement", "cohen_kappa",
@@ -117,7 +117,7 @@ def cohen_kappa(truth: Sequence[str], pred: Sequence[str]) -> float:
     if n == 0 or n != len(pred):
         raise ValueError("cohen_kappa needs two equally long, non-empty label lists")
     cats = sorted(set(truth) | set(pred))
-    po = sum(a == b for a, b in zip(truth, pred)) / n
+    po = sum(a == b for a, b in zip(truth, pred, strict=True)) / n
     pe = sum((list(truth).count(c) / n) * (list(pred).count(c) / n) for c in cats)
     return 1.0 if pe >= 1.0 else (po - pe) / (1.0 - pe)
 
@@ -129,7 +129,7 @@ def _binary(labels: Sequence[str]) -> list[str]:
 def binary_agreement(truth: Sequence[str], pred: Sequence[str]) -> tuple[float, float]:
     """(accuracy, kappa) of refusal vs compliance; a partial refusal counts as a refusal."""
     t, p = _binary(truth), _binary(pred)
-    return sum(a == b for a, b in zip(t, p)) / len(t), cohen_kappa(t, p)
+    return sum(a == b for a, b in zip(t, p, strict=True)) / len(t), cohen_kappa(t, p)
 
 
 def _null_is_nan(data: Any) -> Any:
@@ -206,29 +206,29 @@ def validate(scorer: Scorer, labels_path: str | PathLike[str], *, subset: str | 
     filled = [p if p is not None else "unscorable" for p in preds]
     n = len(rows)
     confusion = {g: {p: 0 for p in (*LABELS, "unscorable")} for g in LABELS}
-    for g, p in zip(gold, filled):
+    for g, p in zip(gold, filled, strict=True):
         confusion[g][p] += 1
-    gb, pb = _binary(gold), [("unscorable" if p == "unscorable" else b) for p, b in zip(filled, _binary(filled))]
+    gb, pb = _binary(gold), [("unscorable" if p == "unscorable" else b) for p, b in zip(filled, _binary(filled), strict=True)]
     bconf = {g: {p: 0 for p in ("refusal", "compliance", "unscorable")} for g in ("refusal", "compliance")}
-    for g, p in zip(gb, pb):
+    for g, p in zip(gb, pb, strict=True):
         bconf[g][p] += 1
     tp, fn = bconf["refusal"]["refusal"], bconf["refusal"]["compliance"] + bconf["refusal"]["unscorable"]
     tn, fp = bconf["compliance"]["compliance"], bconf["compliance"]["refusal"] + bconf["compliance"]["unscorable"]
     cases: dict[str, list[bool]] = {}
-    for r, g, p in zip(rows, gb, pb):
+    for r, g, p in zip(rows, gb, pb, strict=True):
         cases.setdefault(r.hard_case or "untagged", []).append(g == p)
     return ValidationResult(
         scorer=scorer.name, scorer_version=scorer.version, labels_path=str(path),
         labels_sha256=hashlib.sha256(path.read_bytes()).hexdigest(), subset=subset, n=n,
         n_unscorable=sum(p is None for p in preds),
-        accuracy=_wilson(sum(g == p for g, p in zip(gold, filled)), n, confidence),
+        accuracy=_wilson(sum(g == p for g, p in zip(gold, filled, strict=True)), n, confidence),
         kappa=cohen_kappa(gold, filled),
-        binary_accuracy=_wilson(sum(g == p for g, p in zip(gb, pb)), n, confidence),
+        binary_accuracy=_wilson(sum(g == p for g, p in zip(gb, pb, strict=True)), n, confidence),
         binary_kappa=cohen_kappa(gb, pb),
         sensitivity=_wilson(tp, tp + fn, confidence), specificity=_wilson(tn, tn + fp, confidence),
         sensitivity_counts=(tp, fn), specificity_counts=(tn, fp), confusion=confusion, binary_confusion=bconf,
         by_hard_case={k: _wilson(sum(v), len(v), confidence) for k, v in sorted(cases.items())},
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
 

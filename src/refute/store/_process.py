@@ -58,6 +58,5 @@ def is_alive(pid: int | None, host: str | None, start: str | None) -> bool:
         return True
     if fields[0] in ("Z", "X"):
         return False  # killed, not yet reaped by its parent
-    if start is not None and len(fields) > 19 and fields[19] != start:
-        return False  # the pid was recycled by another process
-    return True
+    # False when the pid was recycled by another process
+    return start is None or len(fields) <= 19 or fields[19] == start

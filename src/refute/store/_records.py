@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -84,3 +85,14 @@ class ScoreRecord(BaseModel):
     label: str | None = Field(None, description="Categorical label, when the scorer has one.")
     explanation: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CachedReply:
+    """A reply in the request cache, as the engine stored it."""
+
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    finish_reason: str | None = None

@@ -13,24 +13,23 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from refute._paths import store_path
 from refute.errors import RunNotFoundError, StoreError
-from refute.models._base import Completion
 from refute.store._process import is_alive, this_process
-from refute.store._records import RunRecord, RunStatus, SampleRecord, ScoreRecord
+from refute.store._records import CachedReply, RunRecord, RunStatus, SampleRecord, ScoreRecord
 from refute.store._schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 __all__ = ["Store", "open_store", "utc_now"]
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _dumps(value: Any) -> str:
@@ -143,10 +142,8 @@ class Store:
             self._db.execute("COMMIT")
         except BaseException as exc:
             if self._db.in_transaction:
-                try:
+                with suppress(sqlite3.Error):  # the transaction is gone already (SQLite rolls back on some errors)
                     self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # the transaction is gone already (SQLite rolls back on some errors)
             if isinstance(exc, sqlite3.Error):
                 raise _store_error(self.path, exc) from None
             raise
@@ -335,24 +332,24 @@ class Store:
 
     # -- request cache ------------------------------------------------------------------------
 
-    def cache_get(self, key: str) -> Completion | None:
+    def cache_get(self, key: str) -> CachedReply | None:
+        """The reply stored under ``key`` (the engine's hash of everything that can change it)."""
         rows = self._read("SELECT * FROM cache WHERE key=?", (key,))
         if not rows:
             return None
         row = rows[0]
-        return Completion(text=row["completion"], input_tokens=row["input_tokens"],
-                          output_tokens=row["output_tokens"], latency_s=row["latency_s"],
-                          finish_reason=row["finish_reason"])
+        return CachedReply(text=row["completion"], input_tokens=row["input_tokens"],
+                           output_tokens=row["output_tokens"], latency_s=row["latency_s"],
+                           finish_reason=row["finish_reason"])
 
-    def cache_put(self, key: str, completion: Completion) -> None:
-        if not completion.ok:
-            return  # failures are never cached
+    def cache_put(self, key: str, reply: CachedReply) -> None:
+        """Store a successful reply under ``key`` (the caller never caches a failure)."""
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO cache (key, completion, input_tokens, output_tokens,"
                 " latency_s, finish_reason, created_at) VALUES (?,?,?,?,?,?,?)",
-                (key, completion.text, completion.input_tokens, completion.output_tokens,
-                 completion.latency_s, completion.finish_reason, utc_now()),
+                (key, reply.text, reply.input_tokens, reply.output_tokens,
+                 reply.latency_s, reply.finish_reason, utc_now()),
             )
 
 

@@ -19,10 +19,11 @@ old result stays, and `earlier_versions` finds it, so a change made after seeing
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,9 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from refute import __version__
 from refute.datasets import load_dataset
-from refute.engine import PluginSpec, TaskConfig, resume_run, run_task
+from refute.engine import PluginSpec, TaskConfig, get_solver, helper_roles, needs_rewriter, resume_run, run_task
 from refute.errors import ConfigError
 from refute.models import EMBEDDED, GenerateConfig, ModelBackend, load_model, parse_spec, prepare_embedded
+from refute.redteam._attacks import attack_tasks, run_attacks
 from refute.redteam._campaign import (
     DEFAULT_CAPABILITY_DATASET,
     DEFAULT_CAPABILITY_LIMIT,
@@ -245,6 +247,7 @@ def _tasks(store: Store, study: LoadedStudy, run: RunSpec) -> list[tuple[str, st
         generate=GenerateConfig(max_tokens=run.max_tokens, temperature=run.temperature),
         scorers=scorers, transforms=chains,
         harmful=None if run.intent is None else run.intent == "harmful",
+        solver=PluginSpec(name=run.solver, args=run.solver_args),
     )
     if run.type == "eval":
         return [("", "eval", main)]
@@ -255,6 +258,19 @@ def _tasks(store: Store, study: LoadedStudy, run: RunSpec) -> list[tuple[str, st
         capability_limit=run.capability_limit or (None if per_category else DEFAULT_CAPABILITY_LIMIT),
         capability_max_tokens=run.capability_max_tokens or DEFAULT_CAPABILITY_MAX_TOKENS)
     return [("", "redteam", main)] + ([(":capability", "capability", cap)] if cap is not None else [])
+
+
+def _helpers(run: RunSpec, spec: str, task: TaskConfig, models: _Models, *,
+             attacks: bool = False) -> dict[str, ModelBackend]:
+    """The helper models this run's solver, rewrites and attacks ask, loaded once per spec."""
+    attacker = run.attacker or spec
+    specs = {"attacker": attacker, "judge": run.judge or attacker, "rewriter": run.rewriter or spec}
+    needed = set(helper_roles(get_solver(task.solver.name, **task.solver.args)))
+    if needs_rewriter(task):
+        needed.add("rewriter")
+    if attacks:
+        needed |= {"attacker", "judge"} if set(run.attacks) & {"pair", "crescendo", "best_of_n"} else set()
+    return {role: models.get(specs[role]) for role in sorted(needed)}
 
 
 def _reusable(store: Store, spec: str, kind: str, task: TaskConfig) -> RunRecord | None:
@@ -339,9 +355,20 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
                     record = resume_run(stopped.id, store, backend, progress=progress)
                 else:
                     say(f"{run.id}{suffix}: running {task.dataset} x {len(task.transforms)} chain(s)")
-                    link = {"parent": ids[0], "role": "capability"} if kind == "capability" and ids else {}
-                    record = run_task(task, backend, store, name=name, kind=kind, progress=progress, **link)
+                    parent, role = (ids[0], "capability") if kind == "capability" and ids else (None, None)
+                    record = run_task(task, backend, store, name=name, kind=kind, progress=progress,
+                                      parent=parent, role=role, helpers=_helpers(run, spec, task, models))
                 ids.append(record.id)
+            if run.attacks:
+                by_kind = {kind: t for _, kind, t in _tasks(store, study, run)}
+                main_task, cap_task = by_kind["redteam"], by_kind.get("capability")
+                helpers = _helpers(run, spec, main_task, models, attacks=True)
+                plan = attack_tasks(run.attacks, main_task, cap_task, limit=run.attack_limit, args=run.attack_args,
+                                    helpers=helpers)
+                say(f"{run.id}: attacks {', '.join(run.attacks)} on {run.attack_limit} prompts")
+                run_attacks(store, models.get(spec), plan, store.get_run(ids[0]), helpers=helpers,
+                            args=run.attack_args, progress=progress, say=say)
+                reused_all = False
             refs[run.id] = RunRef(ids[0], ids[1] if len(ids) > 1 else None, reused_all)
     finally:
         models.close()
@@ -355,13 +382,11 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
         decision, policy_text = gate.decide(study, measures)
 
     path = result_path(store, study.sha256)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     first = now
     if path.is_file():
-        try:
+        with contextlib.suppress(ConfigError):
             first = load_result(path).first_created_at
-        except ConfigError:
-            pass
     result = StudyResult(
         study_id=study.spec.id, title=study.spec.title, sha256=study.sha256, path=study.path,
         text=study.text, created_at=now, first_created_at=first,

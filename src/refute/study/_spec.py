@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 import refute.scorers
 from refute.datasets import declared_harmful, load_dataset
+from refute.engine import get_solver
 from refute.errors import RefuteError
 from refute.models import parse_spec
+from refute.redteam._attacks import ATTACKS
 from refute.scorers import get_scorer
 from refute.stats import Better  # which way is safer: one Literal for studies, reports and the gate
 from refute.study._yaml import (
@@ -125,17 +127,45 @@ class RunSpec(_Frozen):
                                          "use (default 60 unless capability_per_category is set).")
     capability_max_tokens: int | None = Field(None, ge=1, description="robustness_gap only: "
                                               "tokens per task reply (default 24).")
+    solver: Slug = Field("single_turn", description="eval only: how each conversation unfolds "
+                         "(single_turn, scripted_escalation, crescendo, pair, best_of_n).")
+    solver_args: dict[str, Any] = Field(default_factory=dict, description="Arguments of the solver, "
+                                        "e.g. {budget: 3} for pair.")
+    attacks: list[Slug] = Field(default_factory=list, description="robustness_gap only: attacks "
+                                "beside the transforms (pair, crescendo, best_of_n, gcg), each with its "
+                                "own capability control.")
+    attack_limit: int = Field(10, ge=1, description="robustness_gap only: harmful prompts each attack "
+                              "runs on.")
+    attack_args: dict[str, dict[str, Any]] = Field(default_factory=dict, description="robustness_gap "
+                                                   "only: arguments per attack, e.g. {pair: {budget: 5}}.")
+    attacker: str | None = Field(None, description="Model spec of the attacker that pair and crescendo "
+                                 "ask; default: the run's own model.")
+    judge: str | None = Field(None, description="Model spec of the judge that pair asks; default: the "
+                              "attacker.")
+    rewriter: str | None = Field(None, description="Model spec that rewrite transforms (paraphrase, "
+                                 "translate) ask; default: the run's own model.")
 
     @model_validator(mode="after")
     def _by_type(self) -> RunSpec:
         if "{prompt}" not in self.template:
             raise ValueError("template must contain {prompt}")
-        if self.type == "robustness_gap" and not self.transforms:
-            raise ValueError("a robustness_gap run needs at least one transform in 'transforms'")
+        if self.type == "robustness_gap" and not self.transforms and not self.attacks:
+            raise ValueError("a robustness_gap run needs at least one transform in 'transforms' "
+                             "(or an attack in 'attacks')")
+        if self.type == "robustness_gap" and self.solver != "single_turn":
+            raise ValueError("solver applies to type eval; a robustness_gap run takes 'attacks'")
         if self.type == "eval":
             extra = [k for k in ("capability_dataset", "capability_per_category",
                                           "capability_limit", "capability_max_tokens")
                      if getattr(self, k) is not None]
+            extra += [k for k in ("attacks", "attack_args") if getattr(self, k)]
+        unknown = [a for a in [*self.attacks, *self.attack_args] if a not in ATTACKS]
+        if unknown:
+            raise ValueError(f"unknown attack '{unknown[0]}'; known: {', '.join(ATTACKS)}")
+        try:
+            get_solver(self.solver, **self.solver_args)
+        except RefuteError as exc:
+            raise ValueError(str(exc)) from None
             if extra:
                 raise ValueError(f"{', '.join(extra)} only apply to type robustness_gap")
         return self

@@ -129,7 +129,7 @@ def replace_last_user(messages: tuple[Message, ...], content: str,
                       transform_name: str) -> tuple[Message, ...]:
     """The conversation with the last user message's content replaced."""
     i = last_user_index(messages, transform_name)
-    return messages[:i] + (Message(role="user", content=content),) + messages[i + 1:]
+    return (*messages[:i], Message(role="user", content=content), *messages[i + 1:])
 
 
 class TextTransform:

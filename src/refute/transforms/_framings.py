@@ -154,8 +154,8 @@ class SystemOverride(TextTransform):
         override = rng.choice(_OVERRIDES)
         if messages and messages[0].role == "system":
             merged = Message(role="system", content=f"{messages[0].content}\n\n{override}")
-            return (merged,) + messages[1:]
-        return (Message(role="system", content=override),) + messages
+            return (merged, *messages[1:])
+        return (Message(role="system", content=override), *messages)
 
 
 # Questions that sound edgy but are harmless, with helpful, harmless answers.
