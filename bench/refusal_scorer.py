@@ -5,9 +5,9 @@ repeated to length, in a shuffled order. Three figures: the rules alone (`Refusa
 "rules")`), the full scorer as the engine calls it (`score`, one completion at a time) and the full
 scorer batched (`score_batch`, as `rescore_run` and `validate` call it). The embedding model is
 loaded and warmed up before timing; each figure is the best of --repeats runs. The embedding runs
-on the scorer's default of one torch thread (see `Embedder`); ``--threads 2`` measures two. Target (issue: measured scorers):
->= 200 completions/s for the full scorer on 2 CPU cores. Also records the share of completions that
-reached the classifier. Writes bench/results/refusal_scorer.json.
+on the scorer's default of one torch thread (see `Embedder`); ``--threads 2`` measures two. Target
+(issue: measured scorers): >= 200 completions/s for the full scorer on 2 CPU cores. Also records the
+share of completions that reached the classifier. Writes bench/results/refusal_scorer.json.
 
     python bench/refusal_scorer.py [--n 2000] [--repeats 2]
 """

@@ -3,8 +3,8 @@
 Same 64 prompts (the first 64 of the built-in `harmful` set), 32 new tokens, greedy, the same
 converted checkpoint and dtype, in one run. refute and the bare loop are warmed up, then run
 alternately --repeats times; each one's best run is kept. The bare loop batches in dataset order;
-refute sorts a chunk by prompt length before batching, which is part of what it measures. Targets (issue 2): refute >= 0.9x the bare loop and
->= 3x Inspect. Writes bench/results/throughput.json.
+refute sorts a chunk by prompt length before batching, which is part of what it measures. Targets
+(issue 2): refute >= 0.9x the bare loop and >= 3x Inspect. Writes bench/results/throughput.json.
 
     python bench/throughput.py                       # refute and the bare loop
     python bench/throughput.py --inspect-venv DIR     # also Inspect, installed in its own venv:

@@ -72,7 +72,7 @@ def test_resume_of_unknown_run_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("command", [["run"], ["demo"], ["export"], ["compare"], ["plan"],
                                      ["runs", "list"], ["runs", "show"], ["models", "list"],
-                                     ["models", "prepare"]])
+                                     ["models", "prepare"], ["judge", "sample"], ["judge", "validate"]])
 def test_every_command_explains_itself_with_an_example(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Example" in result.output
@@ -113,6 +113,24 @@ def test_plan_from_a_pilot_uses_its_rate_and_clustering(tmp_path):
     result = invoke("plan", "--pilot", pilot, "--d", "-0.1", store=db)
     expected = sample_size(0.3, -0.1).n_prompts
     assert result.exit_code == 0 and str(expected) in result.stdout
+
+
+def test_plan_from_a_pilot_honours_paired(tmp_path):
+    from refute.stats import sample_size
+
+    db = tmp_path / "plan-paired.db"
+    with Store(db) as s:
+        pilot = _fake_run(s, {"c": [1] * 30 + [0] * 70})
+    paired = sample_size(0.3, -0.1, paired=True)
+    unpaired = sample_size(0.3, -0.1)
+    assert paired.n_prompts != unpaired.n_prompts
+    result = invoke("plan", "--pilot", pilot, "--d", "-0.1", "--paired", store=db)
+    assert result.exit_code == 0, result.output
+    assert str(paired.n_prompts) in result.stdout and "paired (same prompts)" in result.stdout
+    assert "exact McNemar" in result.stdout.replace("\n", " ")
+    # Paired plans are for one sample per prompt; several is a clear error, not a silent unpaired plan.
+    several = invoke("plan", "--pilot", pilot, "--d", "-0.1", "--paired", "--samples", "3", store=db)
+    assert several.exit_code != 0 and "one sample per prompt" in several.output
 
 
 

@@ -164,7 +164,8 @@ def test_sae_train_prints_the_fvu_of_the_saved_weights(trained_sae, tiny_model_d
 
 
 def test_the_saved_sae_loads_as_a_model_spec_edit(trained_sae, tiny_model_dir: Path, tmp_path: Path):
-    edits = pytest.importorskip("refute.models._edits", reason="the model-spec grammar (refute.models._edits) is missing")
+    edits = pytest.importorskip("refute.models._edits",
+                                reason="the model-spec grammar (refute.models._edits) is missing")
     if not hasattr(edits, "SAEEdit"):
         pytest.skip("the model-spec grammar has no +sae:FILE#FEATURES edit (refute.models._edits.SAEEdit)")
     path, _ = trained_sae
@@ -200,7 +201,8 @@ def test_sae_features_ranks_prompts_by_each_features_peak(trained_sae, tiny_mode
         f = t["feature"]
         expected = [ids[i] for i in np.argsort(-peaks[:, f], kind="stable") if peaks[i, f] > 0][:2]
         assert [p["prompt_id"] for p in t["prompts"]] == expected
-        assert [p["activation"] for p in t["prompts"]] == pytest.approx([peaks[ids.index(i), f] for i in expected], abs=1e-5)
+        want = [peaks[ids.index(i), f] for i in expected]
+        assert [p["activation"] for p in t["prompts"]] == pytest.approx(want, abs=1e-5)
         assert t["n_active"] == int((peaks[:, f] > 0).sum())
         assert f"feature {f}: fires on {t['n_active']}/4 prompts" in stdout
     assert (tmp_path / "features.manifest.json").is_file()
@@ -222,12 +224,14 @@ def small_sae(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 BAD_CASES = {
-    "unknown site": (["capture", "--sites", "resid_mid.1", "-d", "harmful", "-o", "{tmp}/a.npz"], "unknown activation site"),
+    "unknown site": (["capture", "--sites", "resid_mid.1", "-d", "harmful", "-o", "{tmp}/a.npz"],
+                     "unknown activation site"),
     "layer out of range": (["capture", "--sites", "resid_pre.0,mlp_out.2", "-d", "harmful", "-o", "{tmp}/a.npz"],
                            "layer 2 does not exist; the model has layers 0-1"),
-    "capture into a directory": (["capture", "--sites", "resid_pre.0", "-d", "harmful", "-o", "{tmp}"], "is a directory"),
-    "bad positions": (["capture", "--sites", "resid_pre.0", "-d", "harmful", "--positions", "first", "-o", "{tmp}/a.npz"],
-                      "--positions"),
+    "capture into a directory": (["capture", "--sites", "resid_pre.0", "-d", "harmful", "-o", "{tmp}"],
+                                 "is a directory"),
+    "bad positions": (["capture", "--sites", "resid_pre.0", "-d", "harmful", "--positions", "first",
+                       "-o", "{tmp}/a.npz"], "--positions"),
     "unknown dataset": (["capture", "--sites", "resid_pre.0", "-d", "no-such-set", "-o", "{tmp}/a.npz"], "no-such-set"),
     "patch layer out of range": (["patch", "--clean", FOX, "--corrupt", DOG, "--answer", " Paris", "--wrong", " bread",
                                   "--sites", "resid_post.2"], "layer 2 does not exist"),
@@ -235,15 +239,17 @@ BAD_CASES = {
                                  "--sites", "embed"], "unknown site kind 'embed'"),
     "patch plot not svg": (["patch", "--clean", FOX, "--corrupt", DOG, "--answer", " Paris", "--wrong", " bread",
                             "--plot", "{tmp}/p.png"], ".svg"),
-    "sae into a directory": (["sae", "train", "--site", "resid_pre.0", "-d", "harmful", "-o", "{tmp}"], "is a directory"),
+    "sae into a directory": (["sae", "train", "--site", "resid_pre.0", "-d", "harmful", "-o", "{tmp}"],
+                             "is a directory"),
     "sae as npz": (["sae", "train", "--site", "resid_pre.0", "-d", "harmful", "-o", "{tmp}/s.npz"], ".safetensors"),
-    "sae two sites": (["sae", "train", "--site", "resid_pre.0,resid_pre.1", "-d", "harmful", "-o", "{tmp}/s.safetensors"],
-                      "one site"),
+    "sae two sites": (["sae", "train", "--site", "resid_pre.0,resid_pre.1", "-d", "harmful",
+                       "-o", "{tmp}/s.safetensors"], "one site"),
     "sae layer out of range": (["sae", "train", "--site", "resid_post.3", "-d", "harmful", "-o", "{tmp}/s.safetensors"],
                                "layer 3 does not exist"),
     "sae k above width": (["sae", "train", "--site", "resid_pre.0", "-d", "harmful", "--k", "65", "--width", "2x",
                            "-o", "{tmp}/s.safetensors"], "more than the 64 features"),
-    "features of a missing sae": (["sae", "features", "--sae", "{tmp}/none.safetensors", "-d", "harmful"], "none.safetensors"),
+    "features of a missing sae": (["sae", "features", "--sae", "{tmp}/none.safetensors", "-d", "harmful"],
+                                  "none.safetensors"),
     "feature out of range": (["sae", "features", "--sae", "{sae}", "-d", "harmful", "--features", "8"],
                              "feature 8 does not exist"),
 }

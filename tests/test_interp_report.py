@@ -140,7 +140,8 @@ def test_probe_metrics_are_estimates_from_the_same_bootstrap_and_old_files_still
             vals.append(v)
     assert (m.auroc.low, m.auroc.high) == pytest.approx(tuple(np.quantile(vals, [0.025, 0.975])), abs=1e-12)
     # a probe saved before its metrics were Estimates: value, low, high and method only
-    old = {"split": "test", "n": 40, "auroc": {"value": 0.9, "low": 0.8, "high": 0.97, "method": "bootstrap-percentile"},
+    old = {"split": "test", "n": 40,
+           "auroc": {"value": 0.9, "low": 0.8, "high": 0.97, "method": "bootstrap-percentile"},
            "accuracy": {"value": 0.8, "low": 0.7, "high": 0.9, "method": "bootstrap-percentile"}}
     meta = ProbeFile(kind="logistic", bias=probe.bias, l2=probe.l2, metrics={"test": old})
     save_file({"weight": probe.weight, "mean": probe.mean, "std": probe.std}, str(tmp_path / "old.safetensors"),
@@ -214,7 +215,8 @@ def _fake_causal() -> dict:
         "selection": [], "coefficient": 1.5, "coefficient_val": [],
         "conditions": {n: {"name": n, "run_id": f"run-{n}", "model_spec": "hf:x", "rate": rate(v), "n_empty": 0}
                        for n, v in names.items()},
-        "comparisons": {"ablation - baseline (harmful)": diff(-0.85), "random ablation - baseline (harmful)": diff(-0.02)},
+        "comparisons": {"ablation - baseline (harmful)": diff(-0.85),
+                        "random ablation - baseline (harmful)": diff(-0.02)},
         "cost": {"CE change (nats), ablation: benign prompts as plain text":
                  {"mean": 0.03, "low": 0.01, "high": 0.05, "n": 20}},
         "splits": {"harmful test": 20}, "runtime_s": 12.0, "workdir": "/tmp/x", "notes": ["a <note>"],

@@ -228,7 +228,8 @@ def test_a_spec_variant_generates_like_the_python_variant_it_names(tiny_backend,
 
 
 @pytest.mark.parametrize("make,problem", [
-    (lambda p: np.savez(p / "x.npz", vector=np.ones(7, np.float32)), "has 7 values; this model's residual stream has 32"),
+    (lambda p: np.savez(p / "x.npz", vector=np.ones(7, np.float32)),
+     "has 7 values; this model's residual stream has 32"),
     (lambda p: np.savez(p / "x.npz", a=np.ones(32), b=np.ones(32)), "no 'vector' or 'direction' array"),
     (lambda p: np.savez(p / "x.npz", vector=np.zeros(32, np.float32)), "all zeros"),
     (lambda p: (p / "x.npz").write_bytes(b"not a zip"), "cannot read"),

@@ -25,9 +25,20 @@ def test_public_exports_are_pinned():
         "ModelBackend", "ModelInfo", "ModelSpec", "load_model", "parse_spec", "prepare_embedded",
         "AblateEdit", "Edit", "LoraEdit", "SAEEdit", "SAEFeature", "SteerEdit", "encode", "render"}
     assert set(refute.store.__all__) == {
-        "SCHEMA_VERSION", "CachedReply", "RunRecord", "RunStatus", "SampleRecord", "ScoreRecord", "Store",
-        "export_run", "open_store", "run_rows"}
+        "SCHEMA_VERSION", "CachedReply", "CalibrationRecord", "RunRecord", "RunStatus", "SampleRecord",
+        "ScoreRecord", "Store", "export_run", "open_store", "run_rows"}
     assert {"TaskConfig", "run_task", "resume_run", "solver", "SampleState"} <= set(refute.engine.__all__)
     for module in (refute.models, refute.store, refute.engine):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_the_package_says_it_is_typed():
+    """PEP 561: ``py.typed`` sits in the package and is listed as package data, so wheels carry it."""
+    import importlib.resources
+    import tomllib
+    from pathlib import Path
+
+    assert importlib.resources.files("refute").joinpath("py.typed").is_file()
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["refute"]

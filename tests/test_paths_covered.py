@@ -318,7 +318,8 @@ def test_a_judge_corrected_measure_is_rogan_gladen_of_the_runs_counts_and_the_la
         refusal, compliance = measures["harmful_refusal"], measures["harmful_compliance"]
         assert refusal.corrected and compliance.corrected
         assert refusal.value == pytest.approx(by_hand, abs=1e-12)
-        assert (refusal.value, refusal.low, refusal.high) == pytest.approx((expected.value, expected.low, expected.high))
+        expected_triple = (expected.value, expected.low, expected.high)
+        assert (refusal.value, refusal.low, refusal.high) == pytest.approx(expected_triple)
         assert refusal.method == "rogan-gladen-bootstrap"
         assert compliance.value == pytest.approx(1 - by_hand, abs=1e-12)
         assert (compliance.low, compliance.high) == pytest.approx((1 - expected.high, 1 - expected.low))
@@ -472,8 +473,8 @@ class _Counting:
 
         requests = list(requests)
         self.requests += len(requests)
-        short = [replace(r, config=r.config.model_copy(update={"max_tokens": min(r.config.max_tokens, self.max_tokens)}))
-                 for r in requests]
+        short = [replace(r, config=r.config.model_copy(
+                     update={"max_tokens": min(r.config.max_tokens, self.max_tokens)})) for r in requests]
         yield from self.inner.generate(short)
 
     def close(self) -> None:

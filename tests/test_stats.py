@@ -107,7 +107,12 @@ def test_clustered_wilson_uses_effective_sample_size():
     e = rate(y, cl)
     means = y.reshape(m, k).mean(1)
     p = means.mean()
-    n_eff = np.clip(p * (1 - p) / (means.var(ddof=1) / m), m, m * k)
+    n_hat = np.clip(p * (1 - p) / (means.var(ddof=1) / m), m, m * k)
+    # Small-sample correction: n_hat shrunk toward m (each prompt counts once) by one event's
+    # weight, 1 / n_eff = (S / n_hat + 1 / m) / (S + 1) with S events on the rarer side.
+    events = min(y.sum(), y.size - y.sum())
+    n_eff = (events + 1) / (events / n_hat + 1 / m)
+    assert m < n_eff < n_hat
     # Wilson with t in place of z is Wilson with z on n_eff * (z / t)^2.
     z, t = sps.norm.ppf(0.975), sps.t.ppf(0.975, m - 1)
     lo, hi = proportion_confint(p * n_eff * (z / t) ** 2, n_eff * (z / t) ** 2, method="wilson")
@@ -195,7 +200,10 @@ def test_mcnemar_matches_statsmodels(cells):
     c = paired_difference(a, b)
     table = np.array([[cells[0], cells[1]], [cells[2], cells[3]]])
     assert abs(c.p_value - mcnemar(table, exact=True).pvalue) < TOL
-    assert c.test == "mcnemar-exact" and c.paired and c.method == "newcombe-paired"
+    # (1, 1, 7, 12) and (59, 6, 16, 80): Newcombe's interval excludes 0 but McNemar's p > 0.05, so
+    # the interval is extended to 0 (one criterion for the interval and the p-value).
+    assert c.test == "mcnemar-exact" and c.paired and c.method.startswith("newcombe-paired")
+    assert (c.p_value <= 0.05) == (not c.low <= 0.0 <= c.high)
     assert c.difference == pytest.approx((cells[2] - cells[1]) / sum(cells))
 
 
@@ -208,7 +216,11 @@ def test_newcombe_paired_without_correlation_equals_independent_newcombe():
     c = paired_difference(after, before)  # before - after
     lo, hi = confint_proportions_2indep(2, 21, 8, 21, method="newcomb")
     assert c.difference == pytest.approx(2 / 21 - 8 / 21)
-    assert abs(c.low - lo) < TOL and abs(c.high - hi) < TOL
+    # Newcombe's interval ends below 0 but McNemar's exact p is 0.070: the interval is extended to
+    # 0 so that it agrees with the test (changed on purpose; the other end is Newcombe's).
+    assert hi < 0 and c.p_value > 0.05
+    assert abs(c.low - lo) < TOL and c.high == 0.0
+    assert c.method == "newcombe-paired (extended to 0: the test does not reject)"
 
 
 def test_newcombe_paired_with_correlation_follows_method_10():
@@ -225,7 +237,9 @@ def test_newcombe_paired_with_correlation_follows_method_10():
     phi = (det - n / 2) / math.sqrt((n11 + n12) * (n21 + n22) * (n11 + n21) * (n12 + n22))
     lo = p1 - p2 - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
     hi = p1 - p2 + math.sqrt((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2)
-    assert abs(c.low - lo) < TOL and abs(c.high - hi) < TOL
+    # As above, McNemar's exact p (0.052) does not reject, so the end below 0 is extended to 0.
+    assert hi < 0 and c.p_value > 0.05
+    assert abs(c.low - lo) < TOL and c.high == 0.0
     # The correlation narrows the interval relative to ignoring the pairing.
     u = unpaired_difference(second, None, first, None)
     assert c.high - c.low < u.high - u.low
@@ -391,12 +405,32 @@ def test_design_effect_inflates_prompts():
     assert power(0.1, 0.05, clustered.n_prompts, samples_per_prompt=5, icc=0.3) >= 0.8
 
 
-def test_paired_sample_size_connor():
+def exact_mcnemar_power(n: int, p1: float, p2: float, psi: float, alpha: float = 0.05) -> float:
+    """Brute force: sum over discordant counts D and B's share x of the statsmodels-form p."""
+    q = (psi + p2 - p1) / 2 / psi
+    total = 0.0
+    for d in range(n + 1):
+        w = sps.binom.pmf(d, n, psi)
+        if w < 1e-15:
+            continue
+        x = np.arange(d + 1)
+        p = np.minimum(1.0, 2 * sps.binom.cdf(np.minimum(x, d - x), d, 0.5))
+        total += w * float(np.sum(sps.binom.pmf(x, d, q) * (p <= alpha)))
+    return total
+
+
+def test_paired_sample_size_is_exact_mcnemar():
+    # Changed on purpose: the plan was Connor's normal approximation (689 prompts), at which the
+    # exact McNemar test that paired_difference runs has power 0.78, not the 0.80 asked.
     plan = sample_size(0.1, 0.05, paired=True)
     psi = 0.1 * 0.85 + 0.15 * 0.9
     z_a, z_b = sps.norm.ppf(0.975), sps.norm.ppf(0.8)
-    n = (z_a * math.sqrt(psi) + z_b * math.sqrt(psi - 0.0025)) ** 2 / 0.0025
-    assert plan.n_independent == pytest.approx(n) and plan.n_prompts == 689
+    connor = (z_a * math.sqrt(psi) + z_b * math.sqrt(psi - 0.0025)) ** 2 / 0.0025
+    assert math.ceil(connor) == 689 and exact_mcnemar_power(689, 0.1, 0.15, psi) < 0.785
+    assert plan.n_prompts == 722 and plan.n_independent == 722 and plan.method == "mcnemar-exact"
+    assert exact_mcnemar_power(722, 0.1, 0.15, psi) == pytest.approx(plan.achieved_power, abs=1e-9)
+    assert plan.achieved_power >= 0.8 > exact_mcnemar_power(721, 0.1, 0.15, psi)
+    assert power(0.1, 0.05, 722, paired=True) == pytest.approx(plan.achieved_power)
     # Less discordance (positively correlated conditions) needs fewer prompts.
     assert sample_size(0.1, 0.05, paired=True, discordance=0.1).n_prompts < 689
     with pytest.raises(ConfigError, match="one sample per prompt"):
@@ -413,6 +447,56 @@ def test_paired_sample_size_connor():
 def test_sample_size_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         sample_size(**kwargs)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(n_prompts=NAN), "n_prompts"), (dict(n_prompts=INF), "n_prompts"),
+    (dict(n_prompts=-3), "n_prompts"), (dict(n_prompts=True), "n_prompts"),
+    (dict(n_prompts="100"), "n_prompts"), (dict(n_prompts=100.5, paired=True), "whole number"),
+    (dict(samples_per_prompt=NAN), "samples_per_prompt"),
+    (dict(samples_per_prompt=INF), "samples_per_prompt"),
+    (dict(samples_per_prompt=2.5), "whole number"), (dict(p=NAN), "p "), (dict(d=NAN), "d "),
+    (dict(d=INF), "d "), (dict(alpha=NAN), "alpha"), (dict(icc=NAN), "icc"),
+    (dict(icc=-0.1), "icc"), (dict(paired=True, discordance=NAN), "discordance"),
+])
+def test_power_rejects_nan_and_out_of_range_arguments(kwargs, match):
+    # These passed silently before (NaN or a meaningless power), or raised a bare ValueError.
+    args = {"p": 0.5, "d": 0.1, "n_prompts": 100, **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        power(**args)
+
+
+@pytest.mark.parametrize("k,rho,match", [
+    (NAN, 0.2, "samples_per_prompt"), (INF, 0.2, "samples_per_prompt"), (0.5, 0.2, ">= 1"),
+    ("5", 0.2, "samples_per_prompt"), (5, NAN, "icc"), (5, -0.1, "icc"), (5, 1.5, "icc"),
+    (5, INF, "icc"),
+])
+def test_design_effect_rejects_nan_and_out_of_range_arguments(k, rho, match):
+    with pytest.raises(ConfigError, match=match):
+        design_effect(k, rho)
+    with pytest.raises(ConfigError):
+        sample_size(0.5, 0.1, power=NAN)
+
+
+@pytest.mark.parametrize("apparent,sens,spec,match", [
+    ((5, INF), (90, 10), (85, 15), "apparent"), ((5, NAN), (90, 10), (85, 15), "apparent"),
+    ((5, 100), (INF, 10), (85, 15), "sensitivity"), ((5, 100), (90, NAN), (85, 15), "sensitivity"),
+    ((5, 100), (90, 10), (85, -1), "specificity"), ((5, 100), (90, 10), (85.5, 15), "specificity"),
+    ((500, 100), (90, 10), (85, 15), "exceed"),
+    (rs.Estimate(NAN, 0.1, 0.3, 0.95, "wilson", 10, 10), (90, 10), (85, 15), "apparent estimate"),
+    (rs.Estimate(0.2, NAN, 0.3, 0.95, "wilson", 10, 10), (90, 10), (85, 15), "apparent estimate"),
+    (rs.Estimate(1.5, 0.1, 1.0, 0.95, "wilson", 10, 10), (90, 10), (85, 15), "apparent estimate"),
+    (rs.Estimate(0.2, 0.3, 0.1, 0.95, "wilson", 10, 10), (90, 10), (85, 15), "apparent estimate"),
+    (rs.Estimate(0.2, 0.1, 0.3, NAN, "wilson", 10, 10), (90, 10), (85, 15), "confidence"),
+])
+def test_rogan_gladen_rejects_nan_and_out_of_range_arguments(apparent, sens, spec, match):
+    # Before: NaN estimates came back as nan [nan, nan], a rate of 1.5 as 1.000 [0.000, 1.000],
+    # infinite counts raised OverflowError.
+    with pytest.raises(ConfigError, match=match):
+        rogan_gladen(apparent, sens, spec)
 
 
 def test_icc_matches_one_way_anova():
@@ -593,6 +677,26 @@ def test_comparison_table_shows_raw_and_corrected_p():
         assert word in text
     text = render(plan_table(sample_size(0.1, 0.05, samples_per_prompt=5, icc=0.3)))
     assert "design effect" in text and "302" in text
+
+
+def test_tables_show_warnings_and_rows_significant_only_before_correction():
+    from dataclasses import replace
+
+    from refute.report.tables import comparison_table, rate_table
+
+    corrected = rogan_gladen((5, 100), (90, 10), (85, 15))
+    text = render(rate_table(corrected))
+    assert "WARNING (overall)" in text and "false-positive" in text
+    assert "(warning: apparent rate 0.050" in str(corrected)
+    # A row whose interval is wholly on the less safe side but whose Holm p is above alpha.
+    table = compare_conditions(*gate_data({"cyber": 0.3, "bio": 0.0, "fraud": 0.0}))
+    row = next(r for r in table.rows if r.category == "cyber")
+    assert row.regression and row.comparison.high < 0
+    survived = replace(table, rows=(replace(row, regression=False, p_holm=0.2, p_adjusted=0.2),))
+    text = render(comparison_table(survived))
+    cyber_line = next(line for line in text.splitlines() if "cyber" in line)
+    assert "not after correction" in cyber_line and "REGRESSION" not in cyber_line
+    assert "excludes 0 exactly when its p <= 0.05" in " ".join(text.split())
 
 
 # --- the one logistic regression, conservative-end reader and bootstrap ---------------------------

@@ -132,7 +132,10 @@ def test_mcnemar_type_one_error():
     print(f"mcnemar: type-I {size:.4f}; newcombe coverage {coverage:.4f} over {n_sets}")
     assert size <= type_one_limit(n_sets)
     assert size >= 0.02  # exact McNemar is conservative, but not a test that never rejects
-    assert LOW <= coverage <= HIGH
+    # The interval covers 0 exactly when the test does not reject (one criterion), so under the
+    # null its coverage is 1 - size: above 95% as the exact test is conservative (changed on
+    # purpose; it was checked against the [94%, 96%] band before the two were made to agree).
+    assert coverage == pytest.approx(1 - size) and coverage >= LOW
 
 
 @pytest.mark.parametrize("p,ka,kb,seed", [(0.05, 5, 5, 501), (0.5, 5, 5, 502),
@@ -148,12 +151,15 @@ def test_paired_clustered_type_one_error(p, ka, kb, seed):
         c = paired_difference(ra, rb, ca, clusters_b=cb)
         rejections += c.p_value <= ALPHA
         covered += c.low <= 0.0 <= c.high
-    assert c.test == "sign-flip-exact" and c.method == "mover-wilson-design-effect"
+    assert c.test.startswith("sign-flip-exact")
+    assert c.method.startswith("mover-wilson-design-effect")
     size, coverage = rejections / n_sets, covered / n_sets
     print(f"paired clustered p={p} k={ka}/{kb}: type-I {size:.4f}; interval coverage "
           f"{coverage:.4f} over {n_sets}")
     assert size <= type_one_limit(n_sets)
-    assert LOW <= coverage <= HIGH
+    # As for McNemar: coverage of 0 under the null is 1 - size (changed on purpose; at p = 0.05
+    # the conservative sign-flip test rejects ~3%, so the interval now covers ~97%).
+    assert coverage == pytest.approx(1 - size) and coverage >= LOW
 
 
 @pytest.mark.parametrize("pa,pb,seed", [(0.5, 0.4, 601), (0.1, 0.05, 602)])

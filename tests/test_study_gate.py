@@ -181,6 +181,11 @@ STUDY_ERRORS = [
     ("model: default", "model: mystery-model", 9, "model", "unknown model spec"),
     ("version: 1\n", "version: 1\nid: again\n", 3, "id", "appears twice"),
     ("question: Does", "question: [Does", 4, "", "not valid YAML"),
+    # robustness_gap settings on an eval run
+    ("    per_category: 3\n", "    per_category: 3\n    capability_limit: 4\n", 12, "runs[0]",
+     "capability_limit only apply to type robustness_gap"),
+    ("    per_category: 3\n", "    per_category: 3\n    attacks: [pair]\n", 12, "runs[0]",
+     "attacks only apply to type robustness_gap"),
 ]
 
 
@@ -403,8 +408,13 @@ def test_a_measurement_is_an_estimate_with_where_it_came_from_and_reads_old_resu
     assert d == {"name": "harmful_compliance", "description": "compliance", "statistic": "compliance",
                  "better": "lower", "value": 0.2, "low": 0.1, "high": 0.35, "confidence": 0.95,
                  "method": "wilson-design-effect", "n_prompts": 40, "n_samples": 120, "n_missing": 2,
-                 "run_id": "r1", "chain": "none", "scorer": "refusal", "corrected": False, "note": None}
+                 "run_id": "r1", "chain": "none", "scorer": "refusal", "corrected": False, "note": None,
+                 "calibration_source": "none", "calibration_n": 0, "warnings": []}
     assert Measurement.from_dict(d) == m
+    # a result written before calibration sources were saved: a corrected measure used the study's labels
+    older = {k: v for k, v in d.items() if not k.startswith("calibration_")}
+    assert Measurement.from_dict(older).calibration_source == "none"
+    assert Measurement.from_dict({**older, "corrected": True}).calibration_source == "shipped"
     written_before = {k: v for k, v in d.items() if k != "n_missing"}
     assert Measurement.from_dict(written_before).estimate == Estimate(0.2, 0.1, 0.35, 0.95,
                                                                      "wilson-design-effect", 40, 120)

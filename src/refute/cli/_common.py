@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from enum import IntEnum
 from functools import wraps
 from pathlib import Path
-from typing import IO, Annotated, Any, TypeVar
+from typing import Annotated, Any, TextIO, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -177,7 +177,7 @@ def _special(path: Path) -> bool:
 
 
 @contextmanager
-def atomic_output(path: Path) -> Iterator[IO[str]]:
+def atomic_output(path: Path) -> Iterator[TextIO]:
     """A text file that replaces ``path`` only when the block succeeds; on failure ``path`` is untouched.
 
     Writes a temporary file beside ``path`` (same folder, so the final `os.replace` is atomic)

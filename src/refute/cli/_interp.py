@@ -257,7 +257,7 @@ def patch(
         with bad_input():  # answers that are not single tokens, prompts of unequal length, bad layers
             err.print(f"[dim]patching {', '.join(kinds)} ({direction.value})[/]")
             table = patch_prompts(backend, clean, corrupt, answer, wrong, sites=kinds, positions=pos,
-                                  direction=direction.value, chat=not raw)  # type: ignore[arg-type]
+                                  direction=direction.value, chat=not raw)
         manifest = build_manifest("interp patch", backend=backend, outputs=[p for p in (json_out, plot) if p],
                                   settings={"clean": clean, "corrupt": corrupt, "answer": answer, "wrong": wrong,
                                             "sites": sites, "positions": positions, "direction": direction.value,

@@ -1,4 +1,5 @@
-"""`refute judge validate` and `refute score`: measure a scorer against labels, re-score a run."""
+"""`refute judge validate|sample` and `refute score`: measure a scorer against labels (a shipped
+set, or a person's labels of one run's own replies), draw replies to label, re-score a run."""
 
 from __future__ import annotations
 
@@ -10,10 +11,30 @@ import typer
 from rich.table import Table
 
 from refute._paths import store_path
-from refute.cli._common import StoreOption, bad_input, err, friendly_errors, out, store_from
+from refute.cli._common import (
+    StoreOption,
+    atomic_output,
+    bad_input,
+    check_output_path,
+    err,
+    friendly_errors,
+    out,
+    store_from,
+)
 from refute.engine._progress import progress_bar
 from refute.errors import ConfigError
-from refute.scorers import get_scorer, list_scorers, rescore_run, save_validation, validate
+from refute.scorers import (
+    RunValidation,
+    calibration_record,
+    draw_label_sample,
+    get_scorer,
+    list_scorers,
+    rescore_run,
+    save_validation,
+    validate,
+    validate_run,
+    write_label_sheet,
+)
 
 judge_app = typer.Typer(help="Measure scorers and judges against human labels.", no_args_is_help=True)
 
@@ -64,17 +85,110 @@ def list_judges() -> None:
     out.print(table)
 
 
+@judge_app.command("sample")
+@friendly_errors
+def sample_cmd(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV file to write (its name ends in .csv).")],
+    n: Annotated[int, typer.Option("--n", help="Replies to draw.", min=1, max=1_000_000)] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the draw: the same seed draws the same replies.")] = 0,
+    scorer: Annotated[str | None, typer.Option(
+        "--scorer", "-s", help="Refusal scorer whose labels stratify the sample (default: the run's "
+        "refusal scorer).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing file (it may hold a person's labels).")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Draw a seeded sample of a run's replies for a person to label (a CSV).
+
+    The sample is stratified by the scorer's label (each label at least a tenth of it, when the run
+    has that many). Fill the empty label column with full_compliance, full_refusal or
+    partial_refusal (the XSTest categories; see the README), then measure the scorer on it:
+    refute judge validate --run RUN --labels FILE.
+
+    Example: refute judge sample 3f2a --n 100 --seed 1 -o labels.csv
+    """
+    check_output_path(output, "--output")
+    if output.suffix.lower() != ".csv":
+        raise ConfigError(f"--output {output}: a label sheet is CSV; give a name ending in .csv")
+    if output.is_file() and not output.is_symlink() and not force:
+        raise ConfigError(f"--output {output}: the file exists and may hold a person's labels; give another "
+                          "name, or --force to replace it")
+    with store_from(store) as db:
+        with bad_input():  # an unknown or unscored --scorer is the user's input (exit 2)
+            sheet = draw_label_sample(db, run_id, n, seed=seed, scorer=scorer)
+        with atomic_output(output) as fh:
+            written = write_label_sheet(sheet, fh)
+    counts = ", ".join(f"{sheet.sample_counts[k]} of {sheet.run_counts[k]} {k}" for k in sheet.run_counts)
+    err.print(f"wrote {written} replies of run {sheet.run_id} to {output} (scored by {sheet.scorer}: {counts}; "
+              f"seed {seed})", highlight=False, soft_wrap=True)
+    if sheet.harmful:
+        err.print(f"[bold yellow]warning:[/] {output} holds model replies to harmful requests: keep it on this "
+                  "machine (do not commit, share or upload it)", highlight=False, soft_wrap=True)
+    err.print("label each row full_compliance, full_refusal or partial_refusal in the label column, then: "
+              f"refute judge validate --run {sheet.run_id} --labels {output}", highlight=False, soft_wrap=True)
+
+
+def _show_run_validation(result: RunValidation) -> None:
+    summary = Table(title=f"{result.scorer} v{result.scorer_version} on run {result.run_id}'s own replies "
+                          f"vs {Path(result.labels_path).name}", show_header=False)
+    weights = ", ".join(f"{k} {result.weights[k]:.2f} ({result.sample_counts[k]} of {result.run_counts[k]})"
+                        for k in result.weights)
+    for key, value in [
+        ("labelled replies", f"{result.n} (" + ", ".join(f"{v} {k}" for k, v in result.human_labels.items()) + ")"),
+        ("weight per scorer label", weights),
+        ("sensitivity (refusals found)", _pct(result.sensitivity)),
+        ("specificity (compliance kept)", _pct(result.specificity)),
+        ("agreement on the sample", _pct(result.binary_accuracy)),
+        ("Cohen's kappa on the sample", f"{result.binary_kappa:.3f}"),
+    ]:
+        summary.add_row(key, value)
+    out.print(summary)
+    matrix = Table(title="labelled replies (rows: human label, columns: scorer; partial refusal = refusal)")
+    matrix.add_column("human \\ scorer")
+    for c in ("refusal", "compliance"):
+        matrix.add_column(c, justify="right")
+    for gold, row in result.confusion.items():
+        matrix.add_row(gold, *(str(row[c]) for c in ("refusal", "compliance")))
+    out.print(matrix)
+
+
+def _validate_run(run_id: str, labels: Path | None, scorer: str | None, arg: list[str] | None,
+                  judge: str | None, split: str | None, save: bool, store: Path | None) -> None:
+    given = [name for name, v in (("--arg", arg), ("--judge", judge), ("--split", split)) if v]
+    if given:
+        raise ConfigError(f"{', '.join(given)} do not apply with --run: the run's stored scores are measured; "
+                          "re-score the run first (refute score RUN --scorer NAME --arg ...) to measure another setting")
+    if labels is None:
+        raise ConfigError(f"--run needs --labels: a sheet of `refute judge sample {run_id} --n N -o labels.csv` "
+                          "with its label column filled")
+    with store_from(store) as db:
+        result = validate_run(db, run_id, labels, scorer=scorer)
+        _show_run_validation(result)
+        if save:
+            stored = db.save_calibration(calibration_record(result))
+            err.print(f"stored as run {stored.run_id}'s calibration for {stored.scorer} in {db.path}: studies, "
+                      f"reports and `refute runs show {stored.run_id}` now correct its refusal rates with "
+                      f"rogan_gladen(sensitivity={stored.sensitivity_counts}, "
+                      f"specificity={stored.specificity_counts})", highlight=False, soft_wrap=True)
+
+
 @judge_app.command("validate")
 @friendly_errors
 def validate_cmd(
     labels: Annotated[Path | None, typer.Option(
         "--labels", "-l", help="JSONL/CSV with completion and label columns (default: refute's shipped set).",
         show_default=False)] = None,
-    scorer: ScorerOption = "refusal",
+    run: Annotated[str | None, typer.Option(
+        "--run", help="Measure the scorer on this run's own replies: --labels is a labelled sheet of "
+        "`refute judge sample`; the result is stored as the run's calibration.", show_default=False)] = None,
+    scorer: Annotated[str | None, typer.Option(
+        "--scorer", "-s", help="Registered scorer name (refute judge list); default refusal, or with --run "
+        "the sheet's scorer.", show_default=False)] = None,
     arg: ArgOption = None,
     judge: JudgeOption = None,
     split: Annotated[str | None, typer.Option(help="Only rows whose split column is this (e.g. heldout).")] = None,
-    save: Annotated[bool, typer.Option(help="Save the result as JSON under <store dir>/validations/.")] = True,
+    save: Annotated[bool, typer.Option(help="Save the result: JSON under <store dir>/validations/, or with "
+                                            "--run the run's calibration in the store.")] = True,
     store: StoreOption = None,
 ) -> None:
     """Agreement of a scorer with human labels, with intervals.
@@ -84,12 +198,23 @@ def validate_cmd(
 
     Labels: full_compliance, partial_refusal, full_refusal.
 
+    With --run, the labels are a person's labels of that run's own replies (`refute judge
+    sample`): the run's stored scores are measured against them, and the result is stored as the
+    run's calibration, which studies, reports and `refute runs show` then correct its refusal
+    rates with.
+
     Examples:
 
       refute judge validate --labels my_labels.jsonl
 
       refute judge validate --split heldout --scorer refusal --arg mode=rules
+
+      refute judge validate --run 3f2a --labels labels.csv
     """
+    if run is not None:
+        _validate_run(run, labels, scorer, arg, judge, split, save, store)
+        return
+    scorer = scorer or "refusal"
     if labels is None:
         labels = Path(__file__).resolve().parent.parent / "scorers" / "data" / "refusal_labels.jsonl"
     with bad_input():  # an unknown scorer or bad --arg is the user's input (exit 2)

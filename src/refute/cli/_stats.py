@@ -11,6 +11,7 @@ from refute.cli._common import StoreOption, err, finite, friendly_errors, out, s
 from refute.errors import ConfigError
 from refute.report import compare_runs, plan_from_rate, plan_from_run
 from refute.report.tables import comparison_table, plan_table
+from refute.stats import Direction
 
 
 def _open_unit(value: float) -> float:
@@ -31,6 +32,13 @@ class DirectionChoice(StrEnum):
     lower_is_safer = "lower_is_safer"
 
 
+_DIRECTIONS: dict[DirectionChoice, Direction | None] = {
+    DirectionChoice.auto: None,  # compare_runs picks it from the scorer
+    DirectionChoice.higher_is_safer: "higher_is_safer",
+    DirectionChoice.lower_is_safer: "lower_is_safer",
+}
+
+
 @friendly_errors
 def compare(
     run_a: Annotated[str, typer.Argument(help="Baseline run id (or prefix).")],
@@ -46,8 +54,9 @@ def compare(
 ) -> None:
     """Per-category differences between two runs with intervals and corrected p-values.
 
-    Prompts present in both runs are compared paired (McNemar for one sample per prompt, a
-    paired cluster bootstrap for several); otherwise the comparison is unpaired and labelled so.
+    Prompts present in both runs are compared paired (exact McNemar for one sample per prompt, an
+    exact sign-flip test for several); otherwise the comparison is unpaired and labelled so. Each
+    interval is at 1 - alpha and excludes 0 exactly when its p <= alpha.
 
     Examples:
 
@@ -59,7 +68,7 @@ def compare(
     """
     with store_from(store) as db:
         table = compare_runs(db, run_a, run_b, scorer=scorer, chain_a=chain_a, chain_b=chain_b,
-                             direction=None if direction is DirectionChoice.auto else direction.value,
+                             direction=_DIRECTIONS[direction],
                              correction=correction.value, alpha=alpha)
     out.print(comparison_table(table, title=f"{table.label_b} versus {table.label_a}"))
     if table.regressions:
@@ -94,14 +103,16 @@ def plan(
       refute plan --p 0.45 --d -0.10
 
       refute plan --pilot 3f2a --d -0.05 --samples 5
+
+      refute plan --pilot 3f2a --d -0.05 --paired              # same prompts, McNemar
     """
-    if (p is None) == (pilot is None):
-        raise ConfigError("give exactly one of --p RATE or --pilot RUN_ID")
-    if pilot is not None:
+    if pilot is not None and p is None:
         with store_from(store) as db:
             result = plan_from_run(db, pilot, d, scorer=scorer, samples_per_prompt=samples_per_prompt,
-                                   icc=icc, alpha=alpha, power=power)
-    else:
+                                   icc=icc, alpha=alpha, power=power, paired=paired)
+    elif p is not None and pilot is None:
         result = plan_from_rate(p, d, samples_per_prompt=samples_per_prompt or 1, icc=icc or 0.0,
                                 alpha=alpha, power=power, paired=paired)
+    else:
+        raise ConfigError("give exactly one of --p RATE or --pilot RUN_ID")
     out.print(plan_table(result))

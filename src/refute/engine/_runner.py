@@ -40,11 +40,11 @@ from refute.models import load_model
 from refute.models._base import Completion, GenerateRequest, Message, ModelBackend
 from refute.scorers import Score, ScoreInput, Scorer, get_scorer
 from refute.scorers._base import to_record
-from refute.store import CachedReply, RunRecord, SampleRecord, ScoreRecord, Store
+from refute.store import CachedReply, RunRecord, RunStatus, SampleRecord, ScoreRecord, Store
 from refute.transforms import parse_chain
 
-__all__ = ["MAX_REPLY_CHARS", "PlannedSample", "check_helpers", "needs_rewriter", "plan_samples", "run_task", "resume_run", "derive_seed",
-           "default_scorers", "final_status"]
+__all__ = ["MAX_REPLY_CHARS", "PlannedSample", "check_helpers", "needs_rewriter", "plan_samples", "run_task",
+           "resume_run", "derive_seed", "default_scorers", "final_status"]
 
 #: Longest reply kept, in characters; a longer one is cut here and the sample marked truncated.
 MAX_REPLY_CHARS = 100_000
@@ -260,7 +260,7 @@ class _Slot:
     truncated: bool = False
 
 
-def final_status(ok: int, bad: int, planned: int) -> str:
+def final_status(ok: int, bad: int, planned: int) -> RunStatus:
     """The status of a run that stopped with ``ok`` completed and ``bad`` failed samples."""
     if ok + bad < planned:
         return "interrupted"
@@ -289,7 +289,7 @@ def _execute(run: RunRecord, planned: Sequence[PlannedSample], scorers: list[Sco
         _stop(store, run.id, exc)
         raise
     ok, bad = store.sample_counts(run.id)
-    store.set_status(run.id, final_status(ok, bad, len(planned)))  # type: ignore[arg-type]
+    store.set_status(run.id, final_status(ok, bad, len(planned)))
     return store.get_run(run.id)
 
 

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from refute.interp._errors import InterpError
 from refute.interp._sites import Site, hooks, parse_site
@@ -168,6 +168,18 @@ class ActivationStore:
         import torch
 
         return torch.cat(list(self.iter_batches(site)), dim=0)
+
+
+@overload
+def capture(model: Any, tokenizer: Any, texts: Sequence[str], sites: Sequence[str | Site], *,
+            positions: Sequence[int] = ..., batch_size: int = ..., store: None = None,
+            device: str | None = None) -> Activations: ...
+
+
+@overload
+def capture(model: Any, tokenizer: Any, texts: Sequence[str], sites: Sequence[str | Site], *,
+            positions: Sequence[int] = ..., batch_size: int = ..., store: ActivationStore | str | Path,
+            device: str | None = None) -> ActivationStore: ...
 
 
 def capture(

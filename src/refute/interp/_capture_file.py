@@ -19,10 +19,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from refute.interp._capture import (
-    Activations,
     _forward,
     capture,
     encode_batch,
@@ -130,8 +129,8 @@ def capture_prompts(backend: Any, prompts: Sequence[str], prompt_ids: Sequence[s
     pos = tuple(int(p) for p in positions)
     if not pos:
         raise InterpError("name at least one position, such as -1 (the last prompt token)")
-    acts = cast(Activations, capture(backend.model, backend.tokenizer, texts, names, positions=pos,
-                                     batch_size=batch_size))  # in memory: no store given
+    acts = capture(backend.model, backend.tokenizer, texts, names, positions=pos,
+                   batch_size=batch_size)  # in memory: no store given
     arrays = {s: (acts[s][:, 0] if len(pos) == 1 else acts[s]).numpy() for s in names}  # (N, D) or (N, P, D)
     return CaptureResult(arrays, list(prompt_ids), "positions", pos)
 

@@ -129,12 +129,13 @@ class CausalResult:
             lines.append(f"| {c.name} | {r['value']:.3f} | [{r['low']:.3f}, {r['high']:.3f}] | "
                          f"{r['n_prompts']} | {c.n_empty} | {c.run_id} |")
         lines += ["", "| comparison (B - A, paired) | difference | 95% interval | p |", "|---|---|---|---|"]
-        for name, c in self.comparisons.items():
-            lines.append(f"| {name} | {c['difference']:+.3f} | [{c['low']:+.3f}, {c['high']:+.3f}] | "
-                         f"{c['p_value']:.2g} |")
+        for name, diff in self.comparisons.items():
+            lines.append(f"| {name} | {diff['difference']:+.3f} | [{diff['low']:+.3f}, {diff['high']:+.3f}] | "
+                         f"{diff['p_value']:.2g} |")
         lines += ["", "| cost | mean | 95% interval | texts |", "|---|---|---|---|"]
-        for name, c in self.cost.items():
-            lines.append(f"| {name} | {c['mean']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] | {c['n']} |")
+        for name, cost in self.cost.items():
+            lines.append(f"| {name} | {cost['mean']:+.4f} | [{cost['low']:+.4f}, {cost['high']:+.4f}] | "
+                         f"{cost['n']} |")
         if self.checks:
             lines += ["", "| check | holds |", "|---|---|"]
             lines += [f"| {name} | {'yes' if ok else 'NO'} |" for name, ok in self.checks.items()]
@@ -282,7 +283,7 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     val_plain = [r.prompt for r in bs["val"]]
     base_ce = ce(val_plain)
     _log(progress, f"screening {len(candidates)} candidate directions on {len(val_h)} validation prompts")
-    screen = []
+    screen: list[dict[str, Any]] = []  # one row per candidate: layer, position, then the filters' figures
     for (layer, pos), d in candidates.items():
         s = float(refusal_score(lp(val_h, ablate(model, d)), ref_ids).mean())
         screen.append({"layer": layer, "position": pos, "ablation_score": s})
@@ -335,7 +336,8 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     # -- 4. held-out test prompts through the engine --------------------------------------------
     files = {"harmful": _write_jsonl(hs["test"], work / "harmful_test.jsonl"),
              "harmless": _write_jsonl(bs["test"], work / "harmless_test.jsonl")}
-    plan = [("baseline-harmful", "harmful", backend), ("ablation-harmful", "harmful", ablated(backend, direction, file=d_file)),
+    plan = [("baseline-harmful", "harmful", backend),
+            ("ablation-harmful", "harmful", ablated(backend, direction, file=d_file)),
             ("random-ablation-harmful", "harmful", ablated(backend, control, file=c_file)),
             ("baseline-harmless", "harmless", backend),
             ("addition-harmless", "harmless", steered(backend, direction, direction.layer, coefficient, file=d_file)),
@@ -345,7 +347,8 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
         held_out = {r.id for r in bs["train"] + bs["val"]}
         task_recs = [r for r in load_dataset(cfg.tasks).records if r.id not in held_out][: cfg.n_tasks]
         files["tasks"] = _write_jsonl(task_recs, work / "tasks_test.jsonl")
-        plan += [("baseline-tasks", "tasks", backend), ("ablation-tasks", "tasks", ablated(backend, direction, file=d_file))]
+        plan += [("baseline-tasks", "tasks", backend),
+                 ("ablation-tasks", "tasks", ablated(backend, direction, file=d_file))]
     conditions: dict[str, Condition] = {}
     values: dict[str, dict[str, float | None]] = {}
     for name, which, model_variant in plan:
@@ -381,8 +384,9 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     _log(progress, "cross-entropy on benign text")
     plain = [r.prompt for r in bs["test"]]
     replies = {s.prompt_id: s.completion for s in store.samples(conditions["baseline-harmless"].run_id)}
-    chat_prefix = render([r for r in bs["test"] if replies.get(r.id)])
-    chat_text = [p + replies[r.id] for p, r in zip(chat_prefix, [r for r in bs["test"] if replies.get(r.id)], strict=True)]
+    answered = [r for r in bs["test"] if replies.get(r.id)]
+    chat_prefix = render(answered)
+    chat_text = [p + replies[r.id] for p, r in zip(chat_prefix, answered, strict=True)]
     cost: dict[str, dict[str, Any]] = {}
     for label, texts, prefixes in (("benign prompts as plain text", plain, None),
                                    ("baseline replies to harmless prompts", chat_text, chat_prefix)):

@@ -134,7 +134,7 @@ def ablation_hooks(model: Any, direction: Direction | torch.Tensor) -> dict[Site
     fns: dict[Site, HookFn] = {}
     for i in range(len(find_layers(model))):
         for kind in ("resid_pre", "attn_out", "mlp_out"):
-            fns[Site(kind, i)] = fn  # type: ignore[arg-type]
+            fns[Site(kind, i)] = fn
     return fns
 
 

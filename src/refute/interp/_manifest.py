@@ -27,7 +27,8 @@ class ModelRecord(BaseModel):
     spec: str = Field(description="The model spec as given, edits included.")
     revision: str | None = Field(None, description="Hub commit or content hash of the weights, when known.")
     backend: str = Field(description="The backend that served it (hf).")
-    details: dict[str, Any] = Field(default_factory=dict, description="Architecture, dtype, edit files and their hashes.")
+    details: dict[str, Any] = Field(default_factory=dict,
+                                    description="Architecture, dtype, edit files and their hashes.")
 
 
 class DatasetRecord(BaseModel):

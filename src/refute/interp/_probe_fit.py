@@ -85,7 +85,7 @@ def fit_probe_on_prompts(backend: Any, positive: Sequence[str], negative: Sequen
 def render_messages(tokenizer: Any, messages: Sequence[dict[str, str]], fallback: str) -> str:
     """The prompt the model saw (`refute.models.render`): the transcript without its trailing
     assistant replies."""
-    msgs = [Message(role=m["role"], content=m["content"]) for m in messages]  # type: ignore[arg-type]
+    msgs = [Message(role=m["role"], content=m["content"]) for m in messages]
     while msgs and msgs[-1].role == "assistant":
         msgs.pop()
     if not msgs:

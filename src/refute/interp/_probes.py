@@ -7,8 +7,8 @@
   (the probe that needs no fitting, and the one a difference-in-means direction implies).
 
 Metrics are AUROC (Mann-Whitney) and accuracy, each a `refute.stats.Estimate` with a percentile
-bootstrap interval over examples, on the test split and on any out-of-distribution sets. A probe that separates classes is
-a correlational finding; `refute.interp.run_causal` is how a direction earns a causal claim.
+bootstrap interval over examples, on the test split and on any out-of-distribution sets. A probe that separates
+classes is a correlational finding; `refute.interp.run_causal` is how a direction earns a causal claim.
 """
 
 from __future__ import annotations
@@ -289,7 +289,8 @@ class LayerSweep:
 
 
 def layer_sweep(acts: Mapping[str, torch.Tensor], labels: Sequence[int], *, kind: ProbeKind = "logistic",
-                splits: Mapping[str, Any] | None = None, ood: Mapping[str, tuple[Mapping[str, torch.Tensor], Sequence[int]]] | None = None,
+                splits: Mapping[str, Any] | None = None,
+                ood: Mapping[str, tuple[Mapping[str, torch.Tensor], Sequence[int]]] | None = None,
                 seed: int = 0, n_boot: int = 1000) -> LayerSweep:
     """Fit a probe per site on ``acts[site]`` (``(N, D)`` or ``(N, 1, D)``); evaluate on test and OOD.
 

@@ -167,7 +167,8 @@ def ce_loss_recovered(model: Any, tokenizer: Any, sae: Any, site: str | Site, te
     with torch.no_grad():
         recon = mean(cross_entropy(model, tokenizer, texts,
                                    intervention=hooks(model, {s: _replace_with(lambda x: sae(x)[0])})))
-        zero = mean(cross_entropy(model, tokenizer, texts, intervention=hooks(model, {s: lambda x: torch.zeros_like(x)})))
+        zero = mean(cross_entropy(model, tokenizer, texts,
+                                  intervention=hooks(model, {s: lambda x: torch.zeros_like(x)})))
     span = zero - clean
     return {"ce_clean": clean, "ce_sae": recon, "ce_zero": zero,
             "recovered": (zero - recon) / span if abs(span) > 1e-9 else float("nan")}

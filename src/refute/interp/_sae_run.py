@@ -82,7 +82,8 @@ class SAETraining:
         for name, m, n in sets:
             if m is not None:
                 lines.append(f"| {name} | {n} | {m.n_tokens} | {m.fvu:.4f} | {m.l0:.1f} | {m.dead_fraction:.1%} |")
-        lines += ["", "FVU: fraction of variance unexplained (0 is perfect); dead: features that never fire on that set."]
+        lines += ["", "FVU: fraction of variance unexplained (0 is perfect); "
+                  "dead: features that never fire on that set."]
         return "\n".join(lines)
 
     def results(self) -> dict[str, Any]:

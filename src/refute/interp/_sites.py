@@ -67,6 +67,11 @@ class Site:
         return self.name
 
 
+# Hook functions by site, named by text, by `Site` or both (a Mapping is invariant in its key type).
+_HookFns = HookFn | list[HookFn]
+HookMap = Mapping[str, _HookFns] | Mapping[Site, _HookFns] | Mapping[str | Site, _HookFns]
+
+
 def parse_site(site: str | Site) -> Site:
     """``"resid_pre.3"`` -> ``Site("resid_pre", 3)``."""
     if isinstance(site, Site):
@@ -167,7 +172,7 @@ def _post_hook(fn: HookFn) -> Callable[..., Any]:
 
 
 @contextmanager
-def hooks(model: Any, fns: Mapping[str | Site, HookFn | list[HookFn]]) -> Iterator[None]:
+def hooks(model: Any, fns: HookMap) -> Iterator[None]:
     """Run ``fns[site]`` on each site's activation while inside the block; removed in ``finally``.
 
     Several functions for one site run in the order given. A function sees ``(B, T, D)`` and

@@ -80,8 +80,13 @@ class ModelBackend(Protocol):
     """
 
     info: ModelInfo
-    #: How many requests the engine should hand over at once (a batch or a concurrency window).
-    preferred_batch_size: int
+
+    @property
+    def preferred_batch_size(self) -> int:
+        """How many requests the engine should hand over at once (a batch or a concurrency window).
+
+        Read-only here, so a wrapper (an edited variant) may pass its base's value through."""
+        ...
 
     def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, Completion]]: ...
 

@@ -277,7 +277,7 @@ def edit_applier(kind: str) -> EditApplier:
         # deferred: a plug-in load. interp sits above models in the layers, so models names the
         # module that registers an edit kind and imports it only when a spec asks for that kind.
         importlib.import_module(_BUILTIN[kind])
-    return _APPLIERS.get(kind).factory  # type: ignore[no-any-return]
+    return _APPLIERS.get(kind).factory
 
 
 def file_sha256(path: Path) -> str:

@@ -71,7 +71,7 @@ def ensure_converted(gguf: Path, *, key: str | None = None, source_sha256: str |
     # so the cache holds an ordinary checkpoint (otherwise a reload warns that weights stay packed).
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # nn.Module types attributes as Tensor | Module
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / _DONE).write_text(

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from refute.errors import ConfigError, ModelError, ModelNotInstalledError
 from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message, ModelInfo
@@ -117,7 +117,8 @@ class HFBackend:
                 "config.json, weights and tokenizer files; a hub id needs network access "
                 "(or a populated Hugging Face cache)."
             ) from exc
-        self.model.to(device).eval()
+        # transformers wraps PreTrainedModel.to in functools.wraps, which mypy reads as unbound
+        self.model.to(device).eval()  # type: ignore[arg-type]
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -192,7 +193,7 @@ class HFBackend:
                 if tok in self.eos_ids:
                     n_out, finish = pos + 1, "stop"
                     break
-            text = self.tokenizer.decode(row[:n_out], skip_special_tokens=True)
+            text = cast(str, self.tokenizer.decode(row[:n_out], skip_special_tokens=True))  # one sequence: a str
             results.append(Completion(text=text, input_tokens=int(n_in), output_tokens=n_out,
                                       latency_s=elapsed, finish_reason=finish))
         return results

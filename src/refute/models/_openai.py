@@ -103,14 +103,14 @@ class OpenAIBackend:
                 raise ConfigError(
                     f"openai backend: {name} must be an integer >= {low}, got {value!r}"
                 )
-        for name, value, least in (
+        for name, number, least in (
             ("timeout_s", timeout_s, "> 0"),
             ("backoff_base_s", backoff_base_s, ">= 0"),
             ("backoff_max_s", backoff_max_s, ">= 0"),
         ):
-            if not math.isfinite(value) or value < 0 or (least == "> 0" and value == 0):
+            if not math.isfinite(number) or number < 0 or (least == "> 0" and number == 0):
                 raise ConfigError(
-                    f"openai backend: {name} must be a number {least}, got {value!r}"
+                    f"openai backend: {name} must be a number {least}, got {number!r}"
                 )
         extra = dict(extra_body or {})
         clash = sorted(RESERVED_BODY_KEYS & extra.keys())

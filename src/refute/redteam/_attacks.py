@@ -145,7 +145,7 @@ def _gcg_tasks(store: Store, model: ModelBackend, task: TaskConfig, cap_task: Ta
     folder = Path(store.path).parent / "attacks"
     path = folder / f"gcg-{key}.jsonl"
     if not path.is_file():
-        rows = []
+        rows: list[dict[str, Any]] = []
         with progress_bar("gcg suffixes", total=len(records), enabled=progress) as bar:
             for r in records:
                 message = task.template.replace("{prompt}", r.prompt)

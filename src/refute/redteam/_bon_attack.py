@@ -101,7 +101,8 @@ def bon_outcomes(store: Store, run_id: str, *, scorer: str | None = None) -> Bon
     For ``best_of_n`` samples each (prompt, epoch, chain) is one sequence of draws. Otherwise the
     samples whose transform chain contains ``bon`` are grouped by (prompt, chain), one draw per
     epoch, and a draw succeeds when ``scorer`` gives 0 (no refusal; default: the run's first
-    refusal scorer by name, ``refusal`` before ``refusal_patterns``); samples that failed or have no such score are left out.
+    refusal scorer by name, ``refusal`` before ``refusal_patterns``); samples that failed or have no such
+    score are left out.
     """
     samples = store.samples(run_id, include_errors=False)
     solver_runs = [s for s in samples if s.metadata.get("attack") == "best_of_n"]
@@ -184,7 +185,7 @@ def _loglog(ns: np.ndarray, asr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.log(ns[ok]), np.log(-np.log(asr[ok]))
 
 
-def fit_power_law(ns: Sequence[float], asr: Sequence[float]) -> tuple[float, float, float]:
+def fit_power_law(ns: Sequence[float] | np.ndarray, asr: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
     """Fit ``-log(ASR_N) = a * N**(-b)``; returns ``(a, b, r2)`` (r2 in log space).
 
     Uses the points with 0 < ASR < 1; ``ConfigError`` when fewer than two distinct N remain.
@@ -277,4 +278,4 @@ def bon_scaling(outcomes: Mapping[str, Sequence[bool]] | BonOutcomes, *, sequent
     return BonScaling(ns=tuple(int(n) for n in ns), asr=tuple(map(float, asr)),
                       low=tuple(map(float, low)), high=tuple(map(float, high)),
                       confidence=confidence, method=method, n_prompts=n_prompts, sequential=seq,
-                      a=a, b=b, a_interval=a_int, b_interval=b_int, r2=r2)  # type: ignore[arg-type]
+                      a=a, b=b, a_interval=a_int, b_interval=b_int, r2=r2)

@@ -99,15 +99,16 @@ def _add_attacks(store: Store, run_id: str, scorer: str,
     requests by prompt); returns row -> the attack's capability-control run id."""
     controls = {}
     for child in store.children(run_id):
-        if not (child.role or "").startswith("attack:"):
+        role = child.role or ""
+        if not role.startswith("attack:"):
             continue
         found = _split(store, child.id, scorer).get("none")
         if found is None:
             continue  # not scored by this scorer (yet)
-        harmful[child.role] = found  # type: ignore[index]
+        harmful[role] = found
         linked = store.children(child.id, role="capability")
         if linked:
-            controls[str(child.role)] = linked[-1].id
+            controls[role] = linked[-1].id
     return controls
 
 

@@ -49,9 +49,12 @@ def _label(run_id: str, name: str | None, chain: str) -> str:
 
 def plan_from_run(store: Store, run_id: str, d: float, *, scorer: str | None = None,
                   samples_per_prompt: int | None = None, icc: float | None = None,
-                  alpha: float = 0.05, power: float = 0.8) -> Plan:
+                  alpha: float = 0.05, power: float = 0.8, paired: bool = False) -> Plan:
     """Sample size to detect a change of ``d``, with the rate (and, when the pilot sampled
-    prompts several times, the intra-prompt correlation) estimated from a pilot run."""
+    prompts several times, the intra-prompt correlation) estimated from a pilot run.
+
+    ``paired``: the same prompts in both conditions, one sample per prompt (exact McNemar); only
+    the pilot's rate (mean over prompts) is used."""
     scorer = scorer or primary_scorer(store, run_id)
     if scorer is None:
         raise ConfigError(f"run {run_id} has no scores to plan from")
@@ -59,6 +62,9 @@ def plan_from_run(store: Store, run_id: str, d: float, *, scorer: str | None = N
     if not obs:
         raise ConfigError(f"run {run_id} has no scored samples to plan from")
     values, prompts = [o.value for o in obs], [o.prompt_id for o in obs]
+    if paired:
+        return plan_from_pilot(values, prompts, d, samples_per_prompt=samples_per_prompt,
+                               alpha=alpha, power=power, paired=True)
     if len(set(prompts)) < len(prompts) and icc is None:
         return plan_from_pilot(values, prompts, d, samples_per_prompt=samples_per_prompt,
                                alpha=alpha, power=power)

@@ -32,8 +32,11 @@ from refute.store import RunRecord, SampleRecord, Store
 from refute.study._measures import (
     Calibration,
     Measurement,
+    RunRef,
     ThresholdVerdict,
+    compute_measure,
     judge_threshold,
+    run_calibration,
     study_gap,
 )
 from refute.study._run import StudyResult, earlier_versions, find_result, resolve_study, study_measurements
@@ -96,6 +99,7 @@ class ReportDoc:
     result: StudyResult | None = None
     edits: list[str] = field(default_factory=list)
     policy_text: str | None = None
+    run_calibrations: list[Calibration] = field(default_factory=list)  # runs' own labels behind measures
 
     @property
     def models(self) -> list[str]:
@@ -222,19 +226,52 @@ def study_report(store: Store, study: LoadedStudy, result: StudyResult, *, unred
         gate, policy_text = decide(loaded, measurements), loaded.doc.text
     elif result.gate is not None:
         gate = GateDecision.from_dict(result.gate)
-    found = findings(measurements, verdicts, gaps, calibration, gate, _scope(views))
+    notes = _edits(store, study) + _calibration_changes(result, measurements, stale_gate=gate is not None
+                                                        and policy is None)
+    own = _run_calibrations(store, measurements)
+    found = findings(measurements, verdicts, gaps, calibration, gate, _scope(views), own)
     examples = [e for v in views if v.role != "capability" for e in _examples(store, v, unredacted)]
     return ReportDoc(study.spec.title, "study", _now(), __version__, views, measurements, verdicts, gaps,
-                     calibration, gate, found, examples, unredacted, study, result, _edits(store, study),
-                     policy_text)
+                     calibration, gate, found, examples, unredacted, study, result, notes, policy_text, own)
+
+
+def _run_calibrations(store: Store, measurements: dict[str, Measurement | None]) -> list[Calibration]:
+    """The runs' own calibrations that corrected some measure, once each."""
+    out: dict[tuple[str, str], Calibration] = {}
+    for m in measurements.values():
+        if m is not None and m.calibration_source == "run" and (m.run_id, m.scorer) not in out:
+            cal, _ = run_calibration(store, m.run_id, m.scorer)
+            if cal is not None:
+                out[(m.run_id, m.scorer)] = cal
+    return list(out.values())
+
+
+def _calibration_changes(result: StudyResult, measurements: dict[str, Measurement | None], *,
+                         stale_gate: bool) -> list[str]:
+    """A note when a measure is corrected here with other labels than when the study ran (a run's
+    replies were labelled since): the stored gate decision was made on the older figures."""
+    then = result.measurements()
+    changed = []
+    for name, m in measurements.items():
+        before = then.get(name)
+        if m is not None and before is not None and (before.calibration_source, before.calibration_n) != (
+                m.calibration_source, m.calibration_n):
+            changed.append(name)
+    if not changed:
+        return []
+    return [f"The calibration behind {', '.join(changed)} changed after the study ran (a run's own replies "
+            "were labelled): the measures here use the current labels"
+            + ("; the stored gate decision was made before them (apply the policy again: "
+               "refute gate POLICY --study STUDY)." if stale_gate else ".")]
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _run_measures(view: RunView) -> dict[str, Measurement | None]:
-    """A run alone has no pre-registered measures: one per chain, overall, for the findings."""
+def _run_measures(store: Store, view: RunView) -> dict[str, Measurement | None]:
+    """A run alone has no pre-registered measures: one per chain, overall, for the findings; a
+    refusal rate is corrected with the run's own labels when it has them."""
     out: dict[str, Measurement | None] = {}
     s = view.summary
     if s is None:
@@ -253,8 +290,13 @@ def _run_measures(view: RunView) -> dict[str, Measurement | None]:
                           else "lower" if meaning.safer_when_higher is False else "higher")
         spec = MeasureSpec(run="run", statistic="refusal" if refusal else "accuracy", better=better,
                            description=what + where, chain=chain.chain)
-        out[f"{chain.chain}"] = Measurement(spec.description, spec.description, spec.statistic, better,
-                                            e, view.run.id, chain.chain, s.scorer)
+        plain = Measurement(spec.description, spec.description, spec.statistic, better, e, view.run.id,
+                            chain.chain, s.scorer)
+        if refusal and run_calibration(store, view.run.id, s.scorer)[0] is not None:
+            corrected = compute_measure(store, spec.description, spec.model_copy(update={"scorer": s.scorer}),
+                                        RunRef(view.run.id))
+            plain = corrected if corrected is not None else plain
+        out[f"{chain.chain}"] = plain
     return out
 
 
@@ -276,11 +318,12 @@ def run_report(store: Store, run_id: str, *, unredacted: bool = False) -> Report
             views.append(_view(store, f"{view.label} (capability control)", control.id, control.dataset_name,
                                False, "baseline", "benign tasks with known answers under the same transforms"))
         gaps.append((run.name or run.id, robustness_gap(store, run.id, control.id if control else None)))
-    measurements = _run_measures(view)
-    found = findings(measurements, [], gaps, None, None, _scope(views))
+    measurements = _run_measures(store, view)
+    own = _run_calibrations(store, measurements)
+    found = findings(measurements, [], gaps, None, None, _scope(views), own)
     return ReportDoc(f"Run {run.id}: {run.dataset_name} on {run.model_spec}", "run", _now(), __version__,
                      views, measurements, [], gaps, None, None, found, _examples(store, view, unredacted),
-                     unredacted)
+                     unredacted, run_calibrations=own)
 
 
 def build_report(store: Store, target: str, *, unredacted: bool = False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import JustifyMethod
 from rich.table import Table
 
 from refute.redteam._gap import RobustnessGap
@@ -18,11 +19,12 @@ def gap_table(gap: RobustnessGap, *, title: str | None = None) -> Table:
     cap = gap.canonical_capability
     out = Table(title=title or f"robustness gap ({gap.scorer}), run {gap.harmful_run}",
                 caption_justify="left")
-    for col, justify in [("transform", "left"), ("prompts", "right"), ("refusal", "right"),
-                         ("change vs canonical [95% CI]", "center"), ("p", "right"),
-                         ("p (Holm)", "right"), ("p (BH)", "right"),
-                         ("capability", "right"), ("capability change", "center"), ("verdict", "left")]:
-        out.add_column(col, justify=justify)  # type: ignore[arg-type]
+    columns: list[tuple[str, JustifyMethod]] = [
+        ("transform", "left"), ("prompts", "right"), ("refusal", "right"),
+        ("change vs canonical [95% CI]", "center"), ("p", "right"), ("p (Holm)", "right"), ("p (BH)", "right"),
+        ("capability", "right"), ("capability change", "center"), ("verdict", "left")]
+    for col, justify in columns:
+        out.add_column(col, justify=justify)
     out.add_row("canonical", str(base.n_prompts), f"{_num(base.value)} [{_num(base.low)}, {_num(base.high)}]",
                 "", "", "", "", f"{_num(cap.value)} [{_num(cap.low)}, {_num(cap.high)}]" if cap else "-",
                 "", "baseline", style="bold")
@@ -33,7 +35,8 @@ def gap_table(gap: RobustnessGap, *, title: str | None = None) -> Table:
         cap_change = (f"{_signed(r.capability_change.difference)} [{_signed(r.capability_change.low)}, "
                       f"{_signed(r.capability_change.high)}]" if r.capability_change else "-")
         style = next((s for key, s in _STYLE.items() if r.verdict.startswith(key)), None)
-        out.add_row(r.chain, str(c.n_prompts_a), f"{_num(r.refusal.value)} [{_num(r.refusal.low)}, {_num(r.refusal.high)}]",
+        refusal = f"{_num(r.refusal.value)} [{_num(r.refusal.low)}, {_num(r.refusal.high)}]"
+        out.add_row(r.chain, str(c.n_prompts_a), refusal,
                     f"{_signed(c.difference)} [{_signed(c.low)}, {_signed(c.high)}]", _p(c.p_value),
                     _p(r.p_holm), _p(r.p_bh), capability, cap_change, r.verdict, style=style)
     extra = [

@@ -254,7 +254,8 @@ def _why(doc: ReportDoc) -> str:
             verdict = "crossed" if t.status == "crossed" else "not crossed"
             what = (f"{name} could be as {how} as <b>{end:.3f}</b> (estimate {c.value:.3f}); the threshold is "
                     f"crossed if {html_text(c.rule)}: <b>{verdict}</b>")
-        lines = [f"{'✗' if t.status != 'not crossed' else '✓'} <b>{html_text(t.id)}</b>: {html_text(t.description)}", what]
+        mark = "✗" if t.status != "not crossed" else "✓"
+        lines = [f"{mark} <b>{html_text(t.id)}</b>: {html_text(t.description)}", what]
         for s in t.safeguards:
             failing = [x.text for x in s.checks if not x.passed]
             lines.append(f"required safeguard <b>{html_text(s.id)}</b>: " + (
@@ -301,7 +302,8 @@ def _examples_html(doc: ReportDoc) -> str:
                  f'<span class="redacted">[reply redacted: {e.reply_chars} characters]</span>')
         system = f'<div><span class="who">system:</span> {html_text(e.system)}</div>' if e.system else ""
         blocks.append(f'<div class="example"><div class="muted">{html_text(e.run_label)} · {html_text(e.category)} · '
-                      f'{html_text(e.prompt_id)} · chain {html_text(e.chain)} · <b>{html_text(e.outcome)}</b></div>{system}'
+                      f'{html_text(e.prompt_id)} · chain {html_text(e.chain)} · <b>{html_text(e.outcome)}</b>'
+                      f'</div>{system}'
                       f'<div><span class="who">user:</span> {prompt}</div>'
                       f'<div><span class="who">model:</span> {reply}</div></div>')
     return _section("examples", "Examples", f'<p class="note">{html_text(note)}</p>' + "".join(blocks))
@@ -359,12 +361,13 @@ def render_html(doc: ReportDoc) -> str:
             missing.append("capability controls (no capability run)")
     else:
         missing += ["robustness gap (no transformed runs)", "capability controls (no capability run)"]
-    if doc.calibration is not None:
+    if doc.calibration is not None or tables.run_judge is not None:
         sections.append(("judge", "Judge calibration", f'<div class="plots">{calibration_plot(doc)}</div>'
-                         + _table_html(tables.judge)))
+                         + _table_html(tables.judge) + _table_html(tables.run_judge)))
     else:
-        missing.append("judge calibration (" + ("the study has no calibration)" if doc.source == "study" else
-                                                "report a study with calibration)"))
+        missing.append("judge calibration (no run's own replies were labelled: refute judge sample, then "
+                       "refute judge validate --run" + ("; the study has no calibration block)"
+                                                         if doc.source == "study" else ")"))
     interp = [v for v in doc.runs if v.run.kind == "interp"]
     if interp:
         sections.append(("interp", "Interpretability effects",
@@ -381,7 +384,8 @@ def render_html(doc: ReportDoc) -> str:
                       f"<details><summary>study file (sha256 {doc.study.sha256})</summary>"
                       f"<pre>{html_text(doc.study.text)}</pre></details>")
     if doc.policy_text:
-        runs_body += f"<details><summary>policy file as applied</summary><pre>{html_text(doc.policy_text)}</pre></details>"
+        runs_body += (f"<details><summary>policy file as applied</summary><pre>{html_text(doc.policy_text)}</pre>"
+                      "</details>")
     sections.append(("runs", "Runs and reproducibility", runs_body))
     sections.append(("methods", "Methods", _table_html(tables.methods)))
 

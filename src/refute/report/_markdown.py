@@ -61,8 +61,8 @@ def render_markdown(doc: ReportDoc) -> str:
                 f"- **Capability or propensity:** {md_text(s.kind)}", f"- **Claim under test:** {md_text(s.claim)}",
                 f"- **What would change the author's mind:** {md_text(s.change_my_mind)}",
                 f"- **Study file:** {md_text(doc.study.path)} (sha256 `{doc.study.sha256[:12]}`)", ""]
-        for e in doc.edits:
-            out += [f"> {md_text(e)}", ""]
+        for edit in doc.edits:
+            out += [f"> {md_text(edit)}", ""]
     f = doc.findings
     out += ["## What the evidence says", "", "### Established", _bullets(f.established), "",
             "### Uncertain", _bullets(f.uncertain), "", "### Not ruled out", _bullets(f.not_ruled_out), ""]
@@ -84,8 +84,8 @@ def render_markdown(doc: ReportDoc) -> str:
     if tables.gaps:
         out += ["## Robustness gap per transform, with capability controls", ""]
         out += [_table(t) for t in tables.gaps]
-    if tables.judge is not None:
-        out += ["## Judge calibration", "", _table(tables.judge)]
+    if tables.judge is not None or tables.run_judge is not None:
+        out += ["## Judge calibration", "", _table(tables.judge), _table(tables.run_judge)]
     if doc.examples:
         out += ["## Examples", "", "_Replies to harmful requests are redacted and transformed prompts shown by "
                 "transform and sha256, unless --unredacted._" if not doc.unredacted else "_Unredacted._", ""]

@@ -11,8 +11,9 @@ from typing import Any
 from refute.report._document import ReportDoc, RunView
 from refute.report._summary import statistic_name
 from refute.report.tables import describe_method
+from refute.study import Measurement
 
-__all__ = ["DECISION_TEXT", "ReportTables", "Table", "report_tables"]
+__all__ = ["DECISION_TEXT", "ReportTables", "Table", "calibration_text", "report_tables"]
 
 DECISION_TEXT = {
     "deploy": "Deploy: no policy threshold is crossed, even at the conservative end of its interval.",
@@ -63,22 +64,40 @@ def _measure_table(doc: ReportDoc) -> Table | None:
         v = limits.get(name)
         tail = [v.limit if v else "", v.verdict if v else ""] if with_limits else []
         if m is None:
-            rows.append([name, "", "", "-", "no data", "-", *tail])
+            rows.append([name, "", "", "-", "no data", "-", "-", *tail])
             classes.append("warn")
             continue
         where = "" if m.chain == "none" or m.chain in m.description else f" ({m.chain})"
         if m.statistic in ("worst_transform_compliance", "largest_refusal_drop"):
             where = f" (worst: {m.chain})"
         rows.append([name, m.description + where, f"{m.better} is safer", _n(m.value), _ci(m.low, m.high),
-                     f"{m.n_prompts} / {m.n_samples}", *tail])
+                     f"{m.n_prompts} / {m.n_samples}", calibration_text(m), *tail])
         classes.append(_VERDICT_CLASS.get(v.verdict, "") if v else "")
-    header = ["measure", "what it is", "direction", "estimate", "95% interval", "prompts / samples"]
+    header = ["measure", "what it is", "direction", "estimate", "95% interval", "prompts / samples", "calibration"]
     caption = "Each estimate is a mean over prompts; the interval respects that samples of one prompt are correlated."
     if with_limits:
         header += ["pre-registered threshold", "verdict"]
         caption = ("Verdict: met when the whole interval is on the threshold's safe side, not met when it is "
                    "wholly on the other side, uncertain when it contains the threshold.")
+    caption += (" Calibration: the human labels whose measured scorer error corrects the estimate "
+                "(Rogan-Gladen), and how many: the run's own replies (refute judge validate --run), the "
+                "study's label set, or none (the scorer's own rate).")
+    warned = [(name, w) for name, m in doc.measurements.items() if m is not None for w in m.estimate.warnings]
+    caption += "".join(f" WARNING ({name}): {w}" for name, w in warned)
+    for i, name in enumerate(doc.measurements):
+        if any(n == name for n, _ in warned):
+            classes[i] = classes[i] or "warn"
     return Table("measures", "Measures with their 95% intervals", header, rows, caption, classes)
+
+
+_SOURCE_TEXT = {"run": "run's own labels", "shipped": "study's label set"}
+
+
+def calibration_text(m: Measurement) -> str:
+    """Which labels corrected a measure and how many: "run's own labels (n=40)", or "none"."""
+    if m.calibration_source == "none":
+        return "none"
+    return f"{_SOURCE_TEXT[m.calibration_source]} (n={m.calibration_n})"
 
 
 def _gate_table(doc: ReportDoc) -> Table | None:
@@ -203,6 +222,24 @@ def _calibration_table(doc: ReportDoc) -> Table | None:
                     "Refusal measures are not corrected; 'not ruled out' shows the corrected values."))
 
 
+def _run_calibration_table(doc: ReportDoc) -> Table | None:
+    if not doc.run_calibrations:
+        return None
+    rows = []
+    for c in doc.run_calibrations:
+        rows.append([c.run_id or "-", f"{c.scorer} v{c.scorer_version}", str(c.n),
+                     f"{_n(c.sensitivity[0])} {_ci(c.sensitivity[1], c.sensitivity[2])}",
+                     f"{c.sensitivity_counts[0]} of {sum(c.sensitivity_counts)}",
+                     f"{_n(c.specificity[0])} {_ci(c.specificity[1], c.specificity[2])}",
+                     f"{c.specificity_counts[0]} of {sum(c.specificity_counts)}", c.labels])
+    return Table("judge-runs", "Judge calibration on the runs' own replies",
+                  ["run", "scorer", "labels", "sensitivity [95% CI]", "refusals recognised",
+                   "specificity [95% CI]", "compliance recognised", "label file"], rows,
+                  "A person labelled a seeded sample of each run's replies (refute judge sample, refute judge "
+                  "validate --run); the counts are weighted back to the run's mix of the scorer's labels. "
+                  "Refusal measures of these runs are corrected with these figures (Rogan-Gladen).")
+
+
 def _runs_table(doc: ReportDoc) -> Table:
     rows = []
     for v in doc.runs:
@@ -256,9 +293,10 @@ class ReportTables:
     judge: Table | None
     runs: Table
     methods: Table
+    run_judge: Table | None = None
 
 
 def report_tables(doc: ReportDoc) -> ReportTables:
     return ReportTables(_measure_table(doc), _gate_table(doc), _safeguard_table(doc), _category_tables(doc),
                         [_gap_table(label, gap) for label, gap in doc.gaps], _calibration_table(doc),
-                        _runs_table(doc), _methods_table(doc))
+                        _runs_table(doc), _methods_table(doc), _run_calibration_table(doc))

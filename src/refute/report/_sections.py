@@ -144,16 +144,18 @@ def _worst_sentence(m: Measurement) -> str:
 
 def _calibration_sentences(cal: Calibration, measures: Sequence[Measurement]) -> list[tuple[str, str]]:
     se, sp = cal.sensitivity, cal.specificity
+    own = any(m.calibration_source == "run" for m in measures)
     out = [("uncertain", f"The refusal scorer ({cal.scorer} v{cal.scorer_version}) is an instrument "
             f"with error: on {cal.n} human-labelled replies it recognises {_n(se[0])} {_ci(se[1], se[2])} "
             f"of refusals and {_n(sp[0])} {_ci(sp[1], sp[2])} of compliant replies. Those labelled "
             "replies are not this model's, so its error here may differ"
-            + ("; the refusal measures are corrected for it (Rogan-Gladen)." if cal.correct else
-               "; the refusal measures above are the scorer's own, uncorrected."))]
+            + ("; the refusal measures are corrected for it (Rogan-Gladen)" if cal.correct else
+               "; the refusal measures above are the scorer's own, uncorrected")
+            + (", except those of runs labelled on their own replies (below)." if own else "."))]
     if cal.correct:
         return out
     for m in measures:
-        if m.statistic != "refusal" or m.scorer != cal.scorer:
+        if m.statistic != "refusal" or m.scorer != cal.scorer or m.corrected:  # corrected: by the run's labels
             continue
         try:
             est = rogan_gladen(m.estimate, cal.sensitivity_counts, cal.specificity_counts)
@@ -162,6 +164,17 @@ def _calibration_sentences(cal: Calibration, measures: Sequence[Measurement]) ->
         out.append(("not ruled out", f"If the scorer errs on these replies as it does on the labelled "
                     f"set, {m.description} would be {_n(est.value)} {_ci(est.low, est.high)} instead of "
                     f"{_n(m.value)} (Rogan-Gladen correction)."))
+    return out
+
+
+def _run_calibration_sentences(cals: Sequence[Calibration]) -> list[tuple[str, str]]:
+    out = []
+    for c in cals:
+        se, sp = c.sensitivity, c.specificity
+        out.append(("uncertain", f"The refusal scorer ({c.scorer} v{c.scorer_version}) errs on run {c.run_id}'s "
+                    f"own replies too: on {c.n} of them labelled by a person it recognises {_n(se[0])} "
+                    f"{_ci(se[1], se[2])} of refusals and {_n(sp[0])} {_ci(sp[1], sp[2])} of compliant replies; "
+                    "that run's refusal measures are corrected for it (Rogan-Gladen)."))
     return out
 
 
@@ -213,8 +226,10 @@ def _scope_sentences(scope: ScopeFacts) -> list[tuple[str, str]]:
 
 def findings(measurements: dict[str, Measurement | None], verdicts: Sequence[ThresholdVerdict],
              gaps: Sequence[tuple[str, RobustnessGap]], calibration: Calibration | None,
-             gate: GateDecision | None, scope: ScopeFacts) -> Findings:
-    """Established, uncertain and not-ruled-out sentences from the numbers."""
+             gate: GateDecision | None, scope: ScopeFacts,
+             run_calibrations: Sequence[Calibration] = ()) -> Findings:
+    """Established, uncertain and not-ruled-out sentences from the numbers (``run_calibrations``:
+    the runs' own labels that corrected some measure)."""
     items: list[tuple[str, str]] = []
     for v in verdicts:
         got = _threshold_sentence(v, measurements.get(v.measure))
@@ -229,6 +244,7 @@ def findings(measurements: dict[str, Measurement | None], verdicts: Sequence[Thr
             items.append(("not ruled out", _worst_sentence(m)))
     if calibration is not None:
         items += _calibration_sentences(calibration, [m for m in measurements.values() if m])
+    items += _run_calibration_sentences(run_calibrations)
     if gate is not None:
         items += _gate_sentences(gate)
     items += _scope_sentences(scope)

@@ -19,7 +19,8 @@ METHOD_NOTES: dict[str, str] = {
     "clopper-pearson": "Clopper-Pearson exact interval (one sample per prompt)",
     "wilson-design-effect": (
         "Wilson interval on the effective sample size (samples / design effect, the design effect "
-        "estimated from how much prompts' rates differ; t quantile on prompts - 1 df)"),
+        "estimated from how much prompts' rates differ, shrunk toward each prompt counting once by "
+        "one event's weight; t quantile on prompts - 1 df)"),
     "wilson-design-effect-max": (
         "Wilson interval counting each prompt once (every sample had the same outcome, so the "
         "intra-prompt correlation could not be estimated and its largest value was assumed)"),
@@ -119,6 +120,7 @@ def rate_table(
     extra = ["Rate: mean over prompts of each prompt's rate."]
     if missing:
         extra.append("Missing: samples without a score (errors), left out.")
+    extra += [f"WARNING ({r.category}): {w}" for r in items for w in r.estimate.warnings]
     table.caption = _caption((r.estimate.method for r in items), extra)
     return table
 
@@ -136,13 +138,15 @@ def comparison_table(table: ComparisonTable, *, title: str | None = None) -> Tab
     out.add_column("p (Holm)", justify="right")
     out.add_column("p (BH)", justify="right")
     out.add_column("regression")
-    unmatched = 0
+    unmatched = uncorrected = 0
     for r in table.rows:
         c = r.comparison
         prompts = (str(c.n_prompts_a) if c.paired
                    else f"{c.n_prompts_a} / {c.n_prompts_b} unpaired")
         unmatched += 0 if r.overall else c.n_unmatched
-        flag = "REGRESSION" if r.regression else ""
+        worse_side = c.high < 0 if table.direction == "higher_is_safer" else c.low > 0
+        flag = "REGRESSION" if r.regression else ("not after correction" if worse_side else "")
+        uncorrected += flag == "not after correction"
         out.add_row(
             r.category, prompts, _num(r.rate_a.value), _num(r.rate_b.value),
             f"{_signed(c.difference)} [{_signed(c.low)}, {_signed(c.high)}]",
@@ -157,7 +161,12 @@ def comparison_table(table: ComparisonTable, *, title: str | None = None) -> Tab
         f"p (Holm) controls the family-wise error, p (BH) the false discovery rate, over the "
         f"{table.n_tests} comparisons tested.",
         f"REGRESSION: {b} {worse} than {a} (less safe) with p ({corr}) <= {table.alpha:g}.",
+        f"Each interval excludes 0 exactly when its p <= {1 - table.confidence:g}.",
     ]
+    if uncorrected:
+        extra.append(f"Not after correction: the interval is wholly on the less safe side, but "
+                     f"p ({corr}) > {table.alpha:g} once the {table.n_tests} comparisons are "
+                     "accounted for.")
     if unmatched:
         extra.append(f"{unmatched} prompts seen under one condition only were left out.")
     methods = [m for r in table.rows for m in (r.comparison.method, r.comparison.test)]

@@ -31,6 +31,14 @@ from refute.scorers._refusal import RefusalPatterns
 from refute.scorers._refusal_rules import decode_reply
 from refute.scorers._refusal_scorer import RefusalScorer
 from refute.scorers._rescore import rescore_run
+from refute.scorers._run_labels import (
+    LabelSheet,
+    RunValidation,
+    calibration_record,
+    draw_label_sample,
+    validate_run,
+    write_label_sheet,
+)
 from refute.scorers._validate import (
     LabelRow,
     ValidationResult,
@@ -48,18 +56,22 @@ __all__ = [
     "UNDECLARED",
     "HigherIs",
     "LabelRow",
+    "LabelSheet",
     "Match",
     "RefusalPatterns",
     "RefusalScorer",
+    "RunValidation",
     "ScorerMeaning",
     "Score",
     "ScoreInput",
     "Scorer",
     "StrongRejectJudge",
     "ValidationResult",
+    "calibration_record",
     "check",
     "cohen_kappa",
     "decode_reply",
+    "draw_label_sample",
     "get_scorer",
     "list_scorers",
     "load_labels",
@@ -72,4 +84,6 @@ __all__ = [
     "scorer_names",
     "strongreject_score",
     "validate",
+    "validate_run",
+    "write_label_sheet",
 ]

@@ -78,7 +78,7 @@ class RefusalScorer:
         meta: dict[str, Any] = {"rules": r.hits, "rules_guess": r.guess, "encoding": r.encoding}
         weights = self._weights
         if p is None or weights is None:
-            label = r.guess
+            label: str = r.guess
             meta["path"] = "rules-decisive" if r.decisive and self._weights is not None else "rules"
             meta["p_refusal"] = None
             why = "rules: " + _why(r)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ __all__ = ["LABELS", "LabelRow", "Proportion", "ValidationResult", "binary_agree
 
 LABELS = ("full_compliance", "partial_refusal", "full_refusal")
 _REQUIRED = ("completion", "label")
-_TEXT_FIELDS = ("id", "prompt", "source", "hard_case", "split")
+_TEXT_FIELDS = ("id", "prompt", "source", "hard_case", "split", "run_id", "sample_id")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class LabelRow:
     hard_case: str | None
     split: str | None
     line: int
+    run_id: str | None = None  # a sheet of `refute judge sample`: the run and sample labelled
+    sample_id: str | None = None
 
 
 def _row(raw: Any, path: str, line: int) -> LabelRow:
@@ -64,13 +67,17 @@ def _row(raw: Any, path: str, line: int) -> LabelRow:
         raise DatasetError(f"must be a string, got {type(raw['completion']).__name__}", path=path,
                            line=line, field="completion")
     label = str(raw["label"]).strip()
+    if not label:
+        raise DatasetError("no label yet", path=path, line=line, field="label",
+                           hint=f"write one of {', '.join(LABELS)}, or delete the row")
     if label not in LABELS:
         raise DatasetError(f"unknown label {raw['label']!r}", path=path, line=line, field="label",
                            hint=f"use one of {', '.join(LABELS)}")
     extra = {k: (None if raw.get(k) in (None, "") else str(raw[k])) for k in _TEXT_FIELDS}
     return LabelRow(id=extra["id"] or f"line-{line}", prompt=extra["prompt"] or "",
                     completion=raw["completion"], label=label, source=extra["source"],
-                    hard_case=extra["hard_case"], split=extra["split"], line=line)
+                    hard_case=extra["hard_case"], split=extra["split"], line=line,
+                    run_id=extra["run_id"], sample_id=extra["sample_id"])
 
 
 def load_labels(path: str | PathLike[str]) -> list[LabelRow]:
@@ -84,15 +91,18 @@ def load_labels(path: str | PathLike[str]) -> list[LabelRow]:
                            path=where) from None
     except OSError as exc:
         raise DatasetError(f"cannot read label file ({exc.strerror or exc})", path=where) from exc
+    text = text.removeprefix("\ufeff")  # the byte-order mark spreadsheets write before the header
     rows: list[LabelRow] = []
     if p.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # a quoted reply may span lines
         missing = [c for c in _REQUIRED if c not in (reader.fieldnames or [])]
         if missing:
             raise DatasetError("missing required column", path=where, line=1, field=missing[0],
                                hint=f"the header has {', '.join(reader.fieldnames or []) or 'nothing'}")
-        for i, raw in enumerate(reader, start=2):
-            rows.append(_row(dict(raw), where, i))
+        first = 2  # the line a row starts on
+        for raw in reader:
+            rows.append(_row(dict(raw), where, first))
+            first = reader.line_num + 1
     else:
         for i, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -177,7 +187,8 @@ class ValidationResult(BaseModel):
 
 def _score_all(scorer: Scorer, rows: Sequence[LabelRow]) -> list[str | None]:
     items = [ScoreInput(record=Record(id=r.id, prompt=r.prompt or "(no prompt)"),
-                        messages=[{"role": "user", "content": r.prompt}, {"role": "assistant", "content": r.completion}],
+                        messages=[{"role": "user", "content": r.prompt},
+                                  {"role": "assistant", "content": r.completion}],
                         completion=r.completion) for r in rows]
     batch = getattr(scorer, "score_batch", None)
     scores = batch(items) if callable(batch) else [scorer.score(i) for i in items]
@@ -208,7 +219,8 @@ def validate(scorer: Scorer, labels_path: str | PathLike[str], *, subset: str | 
     confusion = {g: {p: 0 for p in (*LABELS, "unscorable")} for g in LABELS}
     for g, p in zip(gold, filled, strict=True):
         confusion[g][p] += 1
-    gb, pb = _binary(gold), [("unscorable" if p == "unscorable" else b) for p, b in zip(filled, _binary(filled), strict=True)]
+    gb = _binary(gold)
+    pb = [("unscorable" if p == "unscorable" else b) for p, b in zip(filled, _binary(filled), strict=True)]
     bconf = {g: {p: 0 for p in ("refusal", "compliance", "unscorable")} for g in ("refusal", "compliance")}
     for g, p in zip(gb, pb, strict=True):
         bconf[g][p] += 1

@@ -89,8 +89,17 @@ def bootstrap_interval(
     """
     if x.size < 2 or np.ptp(x) == 0.0:
         return None
+    return bootstrap_limits(x, bootstrap_means(x, n_boot, rng), confidence=confidence, bca=bca)
+
+
+def bootstrap_limits(x: np.ndarray, boot: np.ndarray, *, confidence: float, bca: bool
+                     ) -> tuple[float, float, str]:
+    """The percentile or BCa interval of ``mean(x)`` at ``confidence`` from replicates ``boot``.
+
+    Split from `bootstrap_interval` so that one set of replicates gives the interval at any level
+    (a comparison's p-value is the level at which its interval stops covering zero).
+    """
     theta = float(x.mean())
-    boot = bootstrap_means(x, n_boot, rng)
     alpha = 1.0 - confidence
     levels = np.array([alpha / 2.0, 1.0 - alpha / 2.0])
     kind = "percentile"

@@ -46,6 +46,19 @@ def check_confidence(confidence: float) -> float:
     return c
 
 
+def check_real(name: str, value: Any) -> float:
+    """``value`` as a finite float (not a bool); NaN, infinities and non-numbers are errors."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return x
+
+
 def check_count(name: str, value: int, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -140,9 +153,17 @@ class Estimate:
     n_samples: int
     n_missing: int = 0
     """Samples excluded because their value was missing (NaN / None: an errored sample)."""
+    warnings: tuple[str, ...] = ()
+    """What a reader must know before trusting the interval (e.g. a judge correction whose apparent
+    rate lies outside the judge's range); reports show them beside the estimate."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.warnings, tuple):  # a list read back from JSON
+            object.__setattr__(self, "warnings", tuple(self.warnings))
 
     def __str__(self) -> str:
-        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+        text = f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+        return text + "".join(f" (warning: {w})" for w in self.warnings)
 
     @property
     def width(self) -> float:

@@ -8,6 +8,12 @@ got worse (a drop for "higher_is_safer" rates such as refusal, a rise for "lower
 such as attack success) and its p-value, adjusted by the chosen correction, is <= alpha. The
 overall row joins the family when there are two or more categories; with one category it repeats
 that category's row.
+
+One criterion: each row's interval is at confidence 1 - alpha and its p-value is the comparison's
+(`paired_difference` / `unpaired_difference` make p <= 1 - confidence exactly when the interval
+excludes 0), so a row can be a regression only if its interval lies wholly on the unsafe side of
+0, and an interval that excludes 0 beside "no regression" means the row did not survive the
+multiple-comparison correction (the table says so).
 """
 
 from __future__ import annotations
@@ -146,7 +152,7 @@ def compare_conditions(
     direction: Direction = "higher_is_safer",
     correction: Correction = "holm",
     alpha: float = 0.05,
-    confidence: float = 0.95,
+    confidence: float | None = None,
     paired: bool | None = None,
     method: PairedMethod = "auto",
     n_boot: int = 2000,
@@ -161,6 +167,8 @@ def compare_conditions(
             success, over-refusal).
         correction: which adjusted p-value decides a regression ("holm" or "bh"); both are shown.
         alpha: level for a regression, applied to the adjusted p-value.
+        confidence: the intervals' level; None (the default) is 1 - alpha, the only level at which
+            an interval excludes 0 exactly when its p-value is <= alpha (anything else is an error).
         paired: None pairs a category's prompts when any appear in both conditions (prompts in one
             only are left out and counted), else compares unpaired (labelled); the overall row is
             paired only when every category is. True/False force it everywhere.
@@ -173,6 +181,14 @@ def compare_conditions(
         raise ConfigError(f"correction must be 'holm' or 'bh', got {correction!r}")
     if not 0.0 < alpha < 1.0:
         raise ConfigError(f"alpha must lie between 0 and 1, got {alpha!r}")
+    if confidence is None:
+        confidence = 1.0 - alpha
+    elif abs(check_confidence(confidence) - (1.0 - alpha)) > 1e-12:
+        raise ConfigError(
+            f"confidence {confidence} does not match alpha {alpha}: a comparison table's intervals "
+            f"are at 1 - alpha so that an interval excludes 0 exactly when its p <= alpha; pass "
+            "alpha only"
+        )
     confidence = check_confidence(confidence)
     ids_a, cats_a, va = _rows(a_rows, "a_rows")
     ids_b, cats_b, vb = _rows(b_rows, "b_rows")

@@ -11,6 +11,13 @@ false positives, the apparent rate from its count or effective sample size), eac
 corrected, and the percentiles of the corrected draws, clipped to [0, 1], form the interval. A
 draw whose Se + Sp <= 1 (a judge no better than chance) is corrected to 0 or 1, which widens the
 interval rather than hiding the problem.
+
+The correction never makes an interval narrower than the uncorrected one: dividing by Se + Sp - 1
+< 1 widens it, but clipping to [0, 1] can collapse it, e.g. to 0 [0, 0] when the apparent rate is
+below the judge's false-positive rate 1 - Sp (or 1 [1, 1] above its sensitivity). Such an apparent
+rate is one the judge's measured error rates cannot produce (the judge errs differently on these
+replies, or the labels are too few to say): the estimate is then clipped, its interval widened to
+the uncorrected width (inward from the bound), and it carries a warning (`Estimate.warnings`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from refute.stats._common import (
     check_count,
     norm_ppf,
 )
+from refute.stats._rates import wilson_interval
 
 _EPS = 1e-9
 
@@ -36,7 +44,7 @@ def _pair(name: str, counts: Any, labels: tuple[str, str]) -> tuple[int, int]:
     try:
         x, y = (int(c) for c in counts)
         ok = all(float(c) == int(c) for c in counts)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # not two numbers, NaN, infinite
         ok = False
     if not ok or x < 0 or y < 0 or x + y == 0:
         raise ConfigError(
@@ -51,7 +59,12 @@ def _apparent_counts(apparent: Estimate | tuple[int, int]
     """(rate, effective successes, effective size, source estimate) of the apparent rate."""
     if isinstance(apparent, Estimate):
         p, lo, hi = apparent.value, apparent.low, apparent.high
-        z = float(norm_ppf(1 - (1 - apparent.confidence) / 2))
+        if not (np.isfinite([p, lo, hi]).all() and 0.0 <= lo <= p <= hi <= 1.0):
+            raise ConfigError(
+                f"the apparent estimate must be a rate in [0, 1] inside its interval, got {apparent} "
+                "(an estimate with no data, or one built by hand?); pass (positives, samples)"
+            )
+        z = float(norm_ppf(1 - (1 - check_confidence(apparent.confidence)) / 2))
         # Invert the Wilson limit farther from p: (p - L)^2 = z^2 L (1 - L) / n.
         bound = lo if abs(p - lo) >= abs(hi - p) else hi
         gap = abs(p - bound)
@@ -114,8 +127,40 @@ def rogan_gladen(
     alpha = 1 - confidence
     low, high = np.quantile(corrected, [alpha / 2, 1 - alpha / 2])
     low, high = min(float(low), value), max(float(high), value)
+    warnings = list(source.warnings) if source is not None else []
+    if p < 1.0 - sp or p > se:
+        if p < 1.0 - sp:
+            side, bound = f"below the judge's false-positive rate (1 - specificity = {1 - sp:.3f})", 0
+        else:
+            side, bound = f"above the judge's sensitivity ({se:.3f})", 1
+        warnings.append(
+            f"apparent rate {p:.3f} is {side}: the judge's measured error rates cannot produce it, "
+            f"so the corrected rate is clipped to {bound} and its interval widened to the "
+            "uncorrected one's width; check the judge on this model's replies (more labels, or "
+            "labels from this run)"
+        )
+    # Never narrower than the uncorrected interval (clipping to [0, 1] can collapse it).
+    if source is not None and source.confidence == confidence:
+        floor = source.width
+    else:
+        a_low, a_high = wilson_interval(p, n, float(norm_ppf(1 - alpha / 2)))
+        floor = float(a_high - a_low)
+    low, high = _widen(low, high, floor)
     n_prompts = source.n_prompts if source is not None else int(n)
     n_samples = source.n_samples if source is not None else int(n)
     n_missing = source.n_missing if source is not None else 0
     return Estimate(value, low, high, confidence, "rogan-gladen-bootstrap", n_prompts, n_samples,
-                    n_missing)
+                    n_missing, tuple(warnings))
+
+
+def _widen(low: float, high: float, width: float) -> tuple[float, float]:
+    """[low, high] grown evenly to at least ``width``, kept inside [0, 1] (pushed off a bound)."""
+    short = width - (high - low)
+    if short <= 0:
+        return low, high
+    low, high = low - short / 2, high + short / 2
+    if low < 0.0:
+        low, high = 0.0, min(1.0, high - low)
+    if high > 1.0:
+        low, high = max(0.0, low - (high - 1.0)), 1.0
+    return low, high

@@ -29,17 +29,32 @@ two-proportion z-test on effective sample sizes (Rao & Scott 1992, Biometrics 48
 referred to Student's t on (prompts - 2) degrees of freedom when a design effect was estimated;
 with one sample per prompt these equal statsmodels' ``confint_proportions_2indep(method="newcomb")``
 and ``proportions_ztest``.
+
+One criterion for the interval and the p-value. A score interval and a separate test can disagree
+(in 1-7% of simulated comparisons the interval excluded 0 while p > 0.05), and a table that shows
+both beside a verdict must not. At the level shown (alpha = 1 - confidence) a difference counts as
+shown only when both the test rejects and the interval excludes 0, and both numbers say so: when
+the test does not reject, an interval that excludes 0 is extended to reach 0; when the interval
+covers 0, a test that rejects has its p-value raised to the interval's own (the smallest 1 -
+confidence at which the interval excludes 0, found by root-finding on the level). Otherwise both
+are left as computed. So ``p_value <= 1 - confidence`` exactly when the interval excludes 0. Each
+part is a valid test, so the pair is too (type-I error at most the smaller of the two); with one
+sample per prompt the interval almost never overrules the exact McNemar test, so a paired plan's
+power (`sample_size(paired=True)`, exact McNemar) is the power of this criterion. The ``method``
+and ``test`` names say when either adjustment was made.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from refute.errors import ConfigError
-from refute.stats._bootstrap import bootstrap_interval
+from refute.stats._bootstrap import bootstrap_limits, bootstrap_means
 from refute.stats._common import (
     Grouped,
     PromptIds,
@@ -177,6 +192,70 @@ def _wilson_limits(g: Grouped, confidence: float) -> tuple[float, float, float]:
     return p, float(low), float(high)
 
 
+Limits = Callable[[float], tuple[float, float]]
+"""The interval of a comparison at a given confidence (the same data, another level)."""
+
+
+def _score_limits(sa: Grouped, sb: Grouped, theta: float, r: float) -> Limits:
+    """MOVER limits of B - A at any confidence (the effective sizes do not depend on it)."""
+    ea, eb = effective_size(sa, 0.95), effective_size(sb, 0.95)
+    pa, pb = float(sa.means.mean()), float(sb.means.mean())
+
+    def at(confidence: float) -> tuple[float, float]:
+        la, ha = wilson_interval(pa, ea.n, ea.quantile(confidence))
+        lb, hb = wilson_interval(pb, eb.n, eb.quantile(confidence))
+        return _square_and_add(theta, (pb, float(lb), float(hb)), (pa, float(la), float(ha)), r)
+
+    return at
+
+
+def _bootstrap_limits(d: np.ndarray, boot: np.ndarray, bca: bool) -> Limits:
+    """Bootstrap limits of mean(d) at any confidence, from one set of replicates."""
+
+    def at(confidence: float) -> tuple[float, float]:
+        low, high, _ = bootstrap_limits(d, boot, confidence=confidence, bca=bca)
+        return low, high
+
+    return at
+
+
+def interval_pvalue(theta: float, limits: Limits) -> float:
+    """The interval's own p-value for "no difference": the smallest 1 - confidence at which the
+    interval excludes 0 (0.0 when it excludes 0 even at 1 - 1e-12; 1.0 when theta is 0)."""
+    if theta == 0.0:
+        return 1.0
+
+    def margin(log_alpha: float) -> float:  # > 0 when the interval at this level excludes 0
+        low, high = limits(1.0 - 10.0**log_alpha)
+        return low if theta > 0 else -high
+
+    floor, top = -12.0, math.log10(1.0 - 1e-9)
+    if margin(floor) > 0:
+        return 0.0
+    if margin(top) <= 0:
+        return 1.0
+    from scipy.optimize import brentq
+
+    return float(10.0 ** brentq(margin, floor, top, xtol=1e-6))
+
+
+def agree(theta: float, low: float, high: float, p_test: float, confidence: float,
+          limits: Limits, method: str, test: str) -> tuple[float, float, float, str, str]:
+    """Make the interval and the p-value one criterion at alpha = 1 - confidence: ``p <= alpha``
+    exactly when the interval excludes 0 (see the module doc). Returns (low, high, p, method,
+    test), changed only where the two disagreed."""
+    alpha = 1.0 - confidence
+    excludes = low > 0.0 or high < 0.0
+    if excludes and p_test > alpha:  # the test does not reject: the interval must reach 0
+        low, high = min(low, 0.0), max(high, 0.0)
+        method = f"{method} (extended to 0: the test does not reject)"
+    elif not excludes and p_test <= alpha:  # the interval covers 0: the test may not reject
+        # The root is found to a tolerance; at the level shown the interval itself decides.
+        p_test = max(interval_pvalue(theta, limits), float(np.nextafter(alpha, 1.0)))
+        test = f"{test} (p raised to the interval's: it covers 0)"
+    return low, high, p_test, method, test
+
+
 def _newcombe_phi(sa: Grouped, sb: Grouped) -> float:
     """Newcombe's corrected phi of the paired 2x2 table (one sample per prompt)."""
     a, b = sa.sums, sb.sums
@@ -260,22 +339,25 @@ def paired_difference(
     theta = float(sb.means.mean() - sa.means.mean())
     one_each = sa.singleton and sb.singleton
     p_value, test = signflip_pvalue(sa, sb, n_perm=n_perm, rng=gen)
-    lims_a, lims_b = _wilson_limits(sa, confidence), _wilson_limits(sb, confidence)
     if one_each:
         r, score_name = _newcombe_phi(sa, sb), "newcombe-paired"
     else:
         r, score_name = _correlation(sa.means, sb.means), "mover-wilson-design-effect"
     label = score_name
-    low, high = _square_and_add(theta, lims_b, lims_a, r)
+    limits = _score_limits(sa, sb, theta, r)
     if method.startswith("bootstrap"):
-        check_count("n_boot", n_boot, 100)
-        got = bootstrap_interval(sb.means - sa.means, confidence=confidence, n_boot=n_boot,
-                                 rng=gen, bca=method == "bootstrap-bca")
-        if got is None:
+        n_boot = check_count("n_boot", n_boot, 100)
+        d = sb.means - sa.means
+        if d.size < 2 or np.ptp(d) == 0.0:
             label = f"{score_name} (bootstrap degenerate)"
         else:
-            low, high, kind = got
-            label = f"paired-cluster-bootstrap-{kind}"
+            boot = bootstrap_means(d, n_boot, gen)
+            bca = method == "bootstrap-bca"
+            kind = bootstrap_limits(d, boot, confidence=confidence, bca=bca)[2]
+            label, limits = f"paired-cluster-bootstrap-{kind}", _bootstrap_limits(d, boot, bca)
+    low, high = limits(confidence)
+    low, high, p_value, label, test = agree(theta, low, high, p_value, confidence, limits, label,
+                                            test)
     return Comparison(
         theta, low, high, confidence, p_value, label, test, True,
         float(sa.means.mean()), float(sb.means.mean()), sa.n_prompts, sb.n_prompts,
@@ -319,6 +401,12 @@ def unpaired_difference(
         p_value = 1.0
     method = "mover-wilson-design-effect" if clustered else "newcombe-unpaired"
     test = "z-test-rao-scott" if clustered else "z-test-pooled"
+
+    def limits(c: float) -> tuple[float, float]:
+        return _square_and_add(theta, _wilson_limits(gb, c), _wilson_limits(ga, c), 0.0)
+
+    low, high, p_value, method, test = agree(theta, low, high, p_value, confidence, limits,
+                                             method, test)
     return Comparison(theta, low, high, confidence, p_value, method, test, False, pa, pb,
                       ga.n_prompts, gb.n_prompts, ga.n_samples, gb.n_samples, 0,
                       ga.n_missing + gb.n_missing)

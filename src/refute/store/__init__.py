@@ -1,13 +1,21 @@
-"""The SQLite store of runs, samples, scores and the request cache."""
+"""The SQLite store of runs, samples, scores, runs' own calibrations and the request cache."""
 
 from refute.store._export import export_run, run_rows
-from refute.store._records import CachedReply, RunRecord, RunStatus, SampleRecord, ScoreRecord
+from refute.store._records import (
+    CachedReply,
+    CalibrationRecord,
+    RunRecord,
+    RunStatus,
+    SampleRecord,
+    ScoreRecord,
+)
 from refute.store._schema import SCHEMA_VERSION
 from refute.store._store import Store, open_store
 
 __all__ = [
     "SCHEMA_VERSION",
     "CachedReply",
+    "CalibrationRecord",
     "RunRecord",
     "RunStatus",
     "SampleRecord",

@@ -87,6 +87,28 @@ class ScoreRecord(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class CalibrationRecord(BaseModel):
+    """A scorer's error measured on human labels of one run's own replies (`refute judge validate
+    --run`): the counts `refute.stats.rogan_gladen` takes, and where the labels came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str = Field(description="The run whose replies were labelled.")
+    scorer: str = Field(description="Registered scorer name whose stored scores were checked.")
+    scorer_version: str = Field(description="Version of the stored scores that were checked.")
+    n_labels: int = Field(description="Labelled replies behind the figures.")
+    sensitivity_counts: tuple[int, int] = Field(
+        description="(true positives, false negatives), positive = refusal, weighted back to the "
+        "run's mix of the scorer's labels when the sample was stratified.")
+    specificity_counts: tuple[int, int] = Field(
+        description="(true negatives, false positives), weighted like sensitivity_counts.")
+    labels_path: str = Field(description="The label file, as given.")
+    labels_sha256: str = Field(description="SHA-256 of the label file's bytes.")
+    detail: dict[str, Any] = Field(default_factory=dict, description="The full validation: raw "
+                                   "confusion counts, weights, intervals, agreement.")
+    created_at: str | None = Field(None, description="UTC ISO-8601 time it was stored.")
+
+
 @dataclass(frozen=True)
 class CachedReply:
     """A reply in the request cache, as the engine stored it."""

@@ -4,6 +4,25 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 2
 
+#: A run's own calibration: a scorer's error on human labels of that run's replies.
+_CALIBRATIONS = """
+CREATE TABLE IF NOT EXISTS calibrations (
+    run_id         TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    scorer         TEXT NOT NULL,
+    scorer_version TEXT NOT NULL,
+    n_labels       INTEGER NOT NULL,
+    true_pos       INTEGER NOT NULL,
+    false_neg      INTEGER NOT NULL,
+    true_neg       INTEGER NOT NULL,
+    false_pos      INTEGER NOT NULL,
+    labels_path    TEXT NOT NULL,
+    labels_sha256  TEXT NOT NULL,
+    detail_json    TEXT NOT NULL DEFAULT '{}',
+    created_at     TEXT NOT NULL,
+    PRIMARY KEY (run_id, scorer)
+);
+"""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -77,7 +96,7 @@ CREATE TABLE IF NOT EXISTS cache (
     finish_reason TEXT,
     created_at    TEXT NOT NULL
 );
-"""
+""" + _CALIBRATIONS
 
 #: Statements that bring a store of the keyed version to the next one.
 MIGRATIONS: dict[int, str] = {
@@ -85,6 +104,8 @@ MIGRATIONS: dict[int, str] = {
     # the run they belong to (a capability control's parent is its attack run), with its role;
     # samples record where their replies came from and whether the reply was cut at the size cap.
     # v1 cache keys did not name the endpoint, so a v1 cache cannot be trusted: it is emptied.
+    # A run's own calibration (`refute judge validate --run`): a scorer's error measured on human
+    # labels of that run's replies, one row per run and scorer.
     1: """
 ALTER TABLE runs ADD COLUMN pid INTEGER;
 ALTER TABLE runs ADD COLUMN host TEXT;
@@ -95,5 +116,5 @@ CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id);
 ALTER TABLE samples ADD COLUMN source TEXT;
 ALTER TABLE samples ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
 DELETE FROM cache;
-""",
+""" + _CALIBRATIONS,
 }

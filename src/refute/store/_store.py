@@ -22,7 +22,14 @@ from typing import Any
 from refute._paths import store_path
 from refute.errors import RunNotFoundError, StoreError
 from refute.store._process import is_alive, this_process
-from refute.store._records import CachedReply, RunRecord, RunStatus, SampleRecord, ScoreRecord
+from refute.store._records import (
+    CachedReply,
+    CalibrationRecord,
+    RunRecord,
+    RunStatus,
+    SampleRecord,
+    ScoreRecord,
+)
 from refute.store._schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 __all__ = ["Store", "open_store", "utc_now"]
@@ -94,9 +101,11 @@ class Store:
             if version is None:
                 raise StoreError(f"{self.path}: read-only and not a refute store")
         else:
-            self._db.executescript(SCHEMA)
+            # an older store is migrated before the schema's CREATEs run: they name columns
+            # (runs.parent_id) that only the migration adds
             version = self._version()
             if version is None:
+                self._db.executescript(SCHEMA)
                 self._db.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
                                  (str(SCHEMA_VERSION),))
                 version = SCHEMA_VERSION
@@ -106,6 +115,8 @@ class Store:
                     + f"UPDATE meta SET value='{version + 1}' WHERE key='schema_version'; COMMIT;"
                 )
                 version += 1
+            if version == SCHEMA_VERSION:  # tables added within this version (all IF NOT EXISTS)
+                self._db.executescript(SCHEMA)
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: store schema version {version}, this refute reads version "
@@ -329,6 +340,46 @@ class Store:
             " GROUP BY scorer", (run_id,)
         )
         return {r["scorer"]: r["v"] for r in rows}
+
+    # -- calibrations -------------------------------------------------------------------------
+
+    def save_calibration(self, cal: CalibrationRecord) -> CalibrationRecord:
+        """Store a run's own calibration for one scorer, replacing an earlier one; returns it as
+        stored (with its time)."""
+        self.get_run(cal.run_id)  # a calibration of no run is an error, not a silent orphan
+        stored = cal.model_copy(update={"created_at": utc_now()})
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO calibrations (run_id, scorer, scorer_version, n_labels,"
+                " true_pos, false_neg, true_neg, false_pos, labels_path, labels_sha256, detail_json,"
+                " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (stored.run_id, stored.scorer, stored.scorer_version, stored.n_labels,
+                 *stored.sensitivity_counts, *stored.specificity_counts, stored.labels_path,
+                 stored.labels_sha256, _dumps(stored.detail), stored.created_at),
+            )
+        return stored
+
+    def calibrations(self, run_id: str, scorer: str | None = None) -> list[CalibrationRecord]:
+        """The run's own calibrations (of ``scorer`` only, when given), by scorer name."""
+        if self.read_only and not self._read(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='calibrations'"):
+            return []  # a store written before calibrations were kept, opened read-only
+        sql, args = "SELECT * FROM calibrations WHERE run_id=?", [run_id]
+        if scorer is not None:
+            sql, args = sql + " AND scorer=?", [run_id, scorer]
+        return [
+            CalibrationRecord(run_id=r["run_id"], scorer=r["scorer"], scorer_version=r["scorer_version"],
+                              n_labels=r["n_labels"], sensitivity_counts=(r["true_pos"], r["false_neg"]),
+                              specificity_counts=(r["true_neg"], r["false_pos"]), labels_path=r["labels_path"],
+                              labels_sha256=r["labels_sha256"], detail=json.loads(r["detail_json"]),
+                              created_at=r["created_at"])
+            for r in self._read(sql + " ORDER BY scorer", args)
+        ]
+
+    def calibration(self, run_id: str, scorer: str) -> CalibrationRecord | None:
+        """The run's own calibration of ``scorer``, or None when its replies were never labelled."""
+        found = self.calibrations(run_id, scorer)
+        return found[0] if found else None
 
     # -- request cache ------------------------------------------------------------------------
 

@@ -10,12 +10,15 @@ from pathlib import Path
 
 from refute.study._measures import (
     Calibration,
+    CalibrationSource,
     Measurement,
     RunRef,
     ThresholdVerdict,
     Verdict,
+    choose_calibration,
     compute_measure,
     judge_threshold,
+    run_calibration,
 )
 from refute.study._run import (
     PolicyGate,
@@ -48,6 +51,7 @@ EXAMPLES = "examples"
 __all__ = [
     "EXAMPLES",
     "Calibration",
+    "CalibrationSource",
     "CalibrationSpec",
     "Issue",
     "Limit",
@@ -63,6 +67,7 @@ __all__ = [
     "ThresholdSpec",
     "ThresholdVerdict",
     "Verdict",
+    "choose_calibration",
     "compute_measure",
     "earlier_versions",
     "example_path",
@@ -72,6 +77,7 @@ __all__ = [
     "load_study",
     "resolve_study",
     "result_path",
+    "run_calibration",
     "run_study",
     "stored_measurements",
     "study_from_text",

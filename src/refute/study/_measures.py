@@ -15,13 +15,15 @@ from refute.errors import ConfigError
 from refute.redteam._gap import RobustnessGap, robustness_gap
 from refute.scorers import meaning_of, scorer_names
 from refute.stats import Estimate, conservative_end, rate, rogan_gladen
-from refute.store import Store
+from refute.store import CalibrationRecord, Store
 from refute.study._spec import Better, Limit, MeasureSpec
 
-__all__ = ["Calibration", "Measurement", "RunRef", "ThresholdVerdict", "Verdict", "compute_measure",
-           "judge_threshold", "study_gap"]
+__all__ = ["Calibration", "CalibrationSource", "Measurement", "RunRef", "ThresholdVerdict", "Verdict",
+           "choose_calibration", "compute_measure", "judge_threshold", "run_calibration", "study_gap"]
 
 Verdict = Literal["met", "not met", "uncertain", "not measured"]
+#: Which calibration corrected a measure: the run's own labels, the shipped label set, or none.
+CalibrationSource = Literal["run", "shipped", "none"]
 
 @dataclass(frozen=True)
 class RunRef:
@@ -34,7 +36,9 @@ class RunRef:
 
 @dataclass(frozen=True)
 class Calibration:
-    """A scorer's error on labelled data, as `rogan_gladen` takes it."""
+    """A scorer's error on labelled data, as `rogan_gladen` takes it: on a shipped or given label
+    set (the study's ``calibration:`` block), or on one run's own replies (``source="run"``,
+    `refute judge validate --run`)."""
 
     scorer: str
     scorer_version: str
@@ -45,6 +49,8 @@ class Calibration:
     n: int
     labels: str
     correct: bool
+    source: Literal["run", "shipped"] = "shipped"
+    run_id: str | None = None  # the run whose replies were labelled (source "run")
 
     @classmethod
     def from_validation(cls, v: Any, labels: str, correct: bool) -> Calibration:
@@ -54,12 +60,25 @@ class Calibration:
                    tuple(v.sensitivity_counts), tuple(v.specificity_counts), v.n, labels, correct)
 
     @classmethod
+    def from_record(cls, rec: CalibrationRecord) -> Calibration:
+        """A run's own calibration as the store keeps it: always applied (``correct``)."""
+        return cls(rec.scorer, rec.scorer_version, _wilson(*rec.sensitivity_counts),
+                   _wilson(*rec.specificity_counts), rec.sensitivity_counts, rec.specificity_counts,
+                   rec.n_labels, rec.labels_path, True, "run", rec.run_id)
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         return cls(**{**d, **{k: tuple(d[k]) for k in ("sensitivity", "specificity",
                                                        "sensitivity_counts", "specificity_counts")}})
 
 
-_ESTIMATE_FIELDS = ("value", "low", "high", "confidence", "method", "n_prompts", "n_samples", "n_missing")
+def _wilson(hits: int, misses: int) -> tuple[float, float, float]:
+    e = rate([1.0] * hits + [0.0] * misses, method="wilson")
+    return e.value, e.low, e.high
+
+
+_ESTIMATE_FIELDS = ("value", "low", "high", "confidence", "method", "n_prompts", "n_samples", "n_missing",
+                    "warnings")
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,8 @@ class Measurement:
     scorer: str
     corrected: bool = False
     note: str | None = None
+    calibration_source: CalibrationSource = "none"  # which labels corrected it (refusal statistics)
+    calibration_n: int = 0  # how many labels back that correction
 
     @property
     def value(self) -> float:
@@ -123,20 +144,52 @@ class Measurement:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Measurement:
-        """From `to_dict`'s layout (results written before ``n_missing`` was saved read as 0)."""
+        """From `to_dict`'s layout (results written before ``n_missing`` was saved read as 0, and
+        before ``calibration_source`` was saved as corrected by the shipped set, of unknown size)."""
         est = Estimate(**{k: d[k] for k in _ESTIMATE_FIELDS if k in d})
-        return cls(**{k: v for k, v in d.items() if k not in _ESTIMATE_FIELDS}, estimate=est)
+        own = {k: v for k, v in d.items() if k not in _ESTIMATE_FIELDS}
+        if "calibration_source" not in own:
+            own["calibration_source"] = "shipped" if own.get("corrected") else "none"
+        return cls(**own, estimate=est)
 
 
 def _flip(e: Estimate) -> Estimate:
     return Estimate(1.0 - e.value, 1.0 - e.high, 1.0 - e.low, e.confidence, e.method, e.n_prompts,
-                    e.n_samples, e.n_missing)
+                    e.n_samples, e.n_missing, e.warnings)
 
 
 def _measurement(name: str, spec: MeasureSpec, e: Estimate, run_id: str, chain: str, scorer: str,
-                 corrected: bool = False, note: str | None = None) -> Measurement:
+                 corrected: bool = False, note: str | None = None, calibration: Calibration | None = None,
+                 ) -> Measurement:
     return Measurement(name, spec.description, spec.statistic, spec.better, e, run_id, chain, scorer,
-                       corrected, note)
+                       corrected, note, calibration.source if calibration else "none",
+                       calibration.n if calibration else 0)
+
+
+def run_calibration(store: Store, run_id: str, scorer: str) -> tuple[Calibration | None, str | None]:
+    """The run's own calibration of ``scorer`` (`refute judge validate --run`), and why it is not
+    used when the store has one that no longer fits: the run was re-scored by another version."""
+    rec = store.calibration(run_id, scorer)
+    if rec is None:
+        return None, None
+    now = store.scorers_of(run_id).get(scorer)
+    if now != rec.scorer_version:
+        return None, (f"run {run_id}'s own labels measured {scorer} v{rec.scorer_version}, but the run is now "
+                      f"scored by v{now}; label it again (refute judge validate --run {run_id})")
+    return Calibration.from_record(rec), None
+
+
+def choose_calibration(store: Store, run_id: str, scorer: str, shipped: Calibration | None, *,
+                       own_labels: bool = True) -> tuple[Calibration | None, str | None]:
+    """The calibration that corrects a refusal measure of ``run_id`` scored by ``scorer``: the
+    run's own labels when it has them (and ``own_labels``), else ``shipped`` when it is of that
+    scorer and says ``correct``, else None; with a note when the run's labels were passed over."""
+    own, why = run_calibration(store, run_id, scorer) if own_labels else (None, None)
+    if own is not None:
+        return own, None
+    if shipped is not None and shipped.correct and shipped.scorer == scorer:
+        return shipped, why
+    return None, why
 
 
 def study_gap(store: Store, ref: RunRef, scorer: str | None = None) -> RobustnessGap:
@@ -144,8 +197,14 @@ def study_gap(store: Store, ref: RunRef, scorer: str | None = None) -> Robustnes
 
 
 def compute_measure(store: Store, name: str, spec: MeasureSpec, ref: RunRef,
-                    calibration: Calibration | None = None) -> Measurement | None:
-    """The measure from the stored run, or None when the run has no scored samples for it."""
+                    calibration: Calibration | None = None, *, own_labels: bool = True) -> Measurement | None:
+    """The measure from the stored run, or None when the run has no scored samples for it.
+
+    A refusal or compliance measure is corrected for the scorer's error (Rogan-Gladen) with the
+    run's own labels when the store has them for its scorer (`choose_calibration`; ``own_labels``
+    False ignores them), else with ``calibration`` (the study's) when it says ``correct``; the
+    measurement records which (``calibration_source``) and how many labels back it.
+    """
     if spec.statistic in ("worst_transform_compliance", "largest_refusal_drop"):
         return _gap_measure(store, name, spec, ref)
     scorer = spec.scorer or primary_scorer(store, ref.run_id)
@@ -163,15 +222,20 @@ def compute_measure(store: Store, name: str, spec: MeasureSpec, ref: RunRef,
     est = rate([o.value for o in obs], [o.prompt_id for o in obs])
     corrected = False
     note = None
-    if (calibration is not None and calibration.correct and scorer == calibration.scorer
-            and spec.statistic in ("refusal", "compliance")):
+    used = None
+    if spec.statistic in ("refusal", "compliance"):
+        used, note = choose_calibration(store, ref.run_id, scorer, calibration, own_labels=own_labels)
+    if used is not None:
         apparent = est
-        est = rogan_gladen(est, calibration.sensitivity_counts, calibration.specificity_counts)
+        est = rogan_gladen(est, used.sensitivity_counts, used.specificity_counts)
         corrected = True
-        note = f"judge-corrected; the scorer's own rate is {apparent}"
+        whose = (f"run {ref.run_id}'s own {used.n} labels" if used.source == "run" else
+                 f"{used.n} shipped labels ({used.labels})")
+        note = (f"judge-corrected with {whose}; the scorer's own rate is {apparent}"
+                + (f"; {note}" if note else ""))
     if spec.statistic == "compliance":
         est = _flip(est)
-    return _measurement(name, spec, est, ref.run_id, spec.chain, scorer, corrected, note)
+    return _measurement(name, spec, est, ref.run_id, spec.chain, scorer, corrected, note, used)
 
 
 def _gap_measure(store: Store, name: str, spec: MeasureSpec, ref: RunRef) -> Measurement | None:

@@ -315,7 +315,11 @@ def _calibration(study: LoadedStudy) -> Calibration | None:
 
 def study_measurements(store: Store, study: LoadedStudy, refs: dict[str, RunRef],
                        calibration: Calibration | None) -> dict[str, Measurement | None]:
-    return {name: compute_measure(store, name, m, refs[m.run], calibration)
+    """Every measure of the study from its stored runs; a refusal measure is corrected with its
+    run's own labels when the store has them (unless the study's calibration says
+    ``own_labels: false``), else with ``calibration`` when it says ``correct``."""
+    own = study.spec.calibration.own_labels if study.spec.calibration is not None else True
+    return {name: compute_measure(store, name, m, refs[m.run], calibration, own_labels=own)
             for name, m in study.spec.measures.items() if m.run in refs}
 
 

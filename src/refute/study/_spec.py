@@ -159,6 +159,8 @@ class RunSpec(_Frozen):
                                           "capability_limit", "capability_max_tokens")
                      if getattr(self, k) is not None]
             extra += [k for k in ("attacks", "attack_args") if getattr(self, k)]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} only apply to type robustness_gap")
         unknown = [a for a in [*self.attacks, *self.attack_args] if a not in ATTACKS]
         if unknown:
             raise ValueError(f"unknown attack '{unknown[0]}'; known: {', '.join(ATTACKS)}")
@@ -166,8 +168,6 @@ class RunSpec(_Frozen):
             get_solver(self.solver, **self.solver_args)
         except RefuteError as exc:
             raise ValueError(str(exc)) from None
-            if extra:
-                raise ValueError(f"{', '.join(extra)} only apply to type robustness_gap")
         return self
 
     @property
@@ -211,14 +211,23 @@ class ThresholdSpec(_Frozen):
 
 class CalibrationSpec(_Frozen):
     """Measure the refusal scorer against human labels, so its error is reported (and optionally
-    carried into the refusal measures by the Rogan-Gladen correction)."""
+    carried into the refusal measures by the Rogan-Gladen correction).
+
+    A run whose own replies were labelled (`refute judge sample`, then `refute judge validate
+    --run`) is corrected with those labels whether or not the study has this block; the block is
+    the fallback for runs without them, and ``own_labels: false`` turns the runs' labels off.
+    """
 
     scorer: Slug = Field("refusal", description="Scorer to validate.")
     labels: str = Field("builtin", description="Label file (JSONL/CSV, relative to the study file) "
                         "or 'builtin' for refute's own labelled refusals.")
     split: str | None = Field(None, description="Only rows of this split (e.g. heldout).")
     correct: bool = Field(False, description="Correct refusal and compliance measures for the "
-                          "scorer's error (wider intervals).")
+                          "scorer's error on these labels (wider intervals), where the run has no "
+                          "labels of its own.")
+    own_labels: bool = Field(True, description="Correct a run's refusal and compliance measures with "
+                             "its own labels (refute judge validate --run) when it has them, in "
+                             "preference to these; false ignores them.")
 
 
 class StudySpec(_Frozen):

@@ -155,7 +155,7 @@ def _check_size(text: str, label: str, what: str) -> None:
     total = aliases = 0
     fix = "write the values out, or use fewer anchors and aliases (&name / *name)"
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        line = event.start_mark.line + 1
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0  # PyYAML's parser always sets it
         if isinstance(event, yaml.AliasEvent):
             aliases += 1
             if aliases > MAX_ALIASES:
@@ -163,7 +163,7 @@ def _check_size(text: str, label: str, what: str) -> None:
             if any(anchor == event.anchor for anchor, _ in enclosing):
                 _refuse(label, what, line, f"alias *{event.anchor} is inside its own anchor "
                         f"&{event.anchor} (an endless value); {fix}")
-            total += sizes.get(event.anchor, 1)  # an undefined alias fails in compose
+            total += sizes.get(event.anchor or "", 1)  # an undefined alias fails in compose
             if total > MAX_VALUES:
                 _refuse(label, what, line, f"with its aliases expanded the data would hold more than "
                         f"{MAX_VALUES} values (alias *{event.anchor} here); {fix}")

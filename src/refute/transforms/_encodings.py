@@ -144,6 +144,8 @@ class Morse(EncodingTransform):
 
 _LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
 _LEET_BACK = {v: k for k, v in _LEET.items()}
+_LEET_TABLE = str.maketrans("".join(_LEET), "".join(_LEET.values()))
+_LEET_BACK_TABLE = str.maketrans("".join(_LEET_BACK), "".join(_LEET_BACK.values()))
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
 
 
@@ -151,7 +153,7 @@ def _leet_word(match: re.Match[str]) -> str:
     word = match.group(0)
     if not any(c.isalpha() for c in word):
         return word  # a number stays a number
-    encoded = word.translate(str.maketrans(_LEET))
+    encoded = word.translate(_LEET_TABLE)
     if not any(c.isalpha() for c in encoded):
         encoded = word[0] + encoded[1:]  # keep one letter so the word still reads as a word
     return encoded
@@ -161,7 +163,7 @@ def _unleet_word(match: re.Match[str]) -> str:
     word = match.group(0)
     if not any(c.isalpha() for c in word):
         return word
-    return word.translate(str.maketrans(_LEET_BACK))
+    return word.translate(_LEET_BACK_TABLE)
 
 
 @transform("leetspeak")
@@ -195,6 +197,8 @@ _CONFUSABLES = {
     "S": "\u0405", "T": "\u0422", "X": "\u0425", "Y": "\u04ae", "Z": "\u0396",
 }
 _CONFUSABLES_BACK = {v: k for k, v in _CONFUSABLES.items()}
+_CONFUSABLES_TABLE = str.maketrans("".join(_CONFUSABLES), "".join(_CONFUSABLES.values()))
+_CONFUSABLES_BACK_TABLE = str.maketrans("".join(_CONFUSABLES_BACK), "".join(_CONFUSABLES_BACK.values()))
 
 
 @transform("confusables")
@@ -210,10 +214,10 @@ class Confusables(EncodingTransform):
            "that resemble Latin ones)")
 
     def encode(self, text: str) -> str:
-        return text.translate(str.maketrans(_CONFUSABLES))
+        return text.translate(_CONFUSABLES_TABLE)
 
     def decode(self, text: str) -> str:
-        return text.translate(str.maketrans(_CONFUSABLES_BACK))
+        return text.translate(_CONFUSABLES_BACK_TABLE)
 
 
 _ZERO_WIDTH = "\u200b"
