@@ -25,7 +25,8 @@ def test_public_exports_are_pinned():
         "ModelBackend", "ModelInfo", "ModelSpec", "load_model", "parse_spec", "prepare_embedded",
         "AblateEdit", "Edit", "LoraEdit", "SAEEdit", "SAEFeature", "SteerEdit", "encode", "render"}
     assert set(refute.store.__all__) == {
-        "SCHEMA_VERSION", "CachedReply", "CalibrationRecord", "RunRecord", "RunStatus", "SampleRecord",
+        "SCHEMA_VERSION", "CachedReply", "CalibrationRecord", "FindingEvent", "FindingEventKind",
+        "FindingRecord", "RunRecord", "RunStatus", "SampleRecord",
         "ScoreRecord", "Store", "export_run", "open_store", "run_rows"}
     assert {"TaskConfig", "run_task", "resume_run", "solver", "SampleState"} <= set(refute.engine.__all__)
     for module in (refute.models, refute.store, refute.engine):

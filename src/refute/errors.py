@@ -15,6 +15,8 @@ __all__ = [
     "BackendRequestError",
     "StoreError",
     "RunNotFoundError",
+    "FindingNotFoundError",
+    "DisclosureError",
     "ScorerError",
 ]
 
@@ -77,6 +79,14 @@ class StoreError(RefuteError):
 
 class RunNotFoundError(StoreError):
     """No run with the given id (or id prefix) exists in the store."""
+
+
+class FindingNotFoundError(StoreError):
+    """No finding with the given id (or id prefix) exists in the store."""
+
+
+class DisclosureError(RefuteError):
+    """A disclosure step is refused: a report before its embargo, a second approval, a leaking text."""
 
 
 class ScorerError(RefuteError):

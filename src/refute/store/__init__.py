@@ -1,9 +1,12 @@
-"""The SQLite store of runs, samples, scores, runs' own calibrations and the request cache."""
+"""The SQLite store of runs, samples, scores, runs' own calibrations, findings and the request cache."""
 
 from refute.store._export import export_run, run_rows
 from refute.store._records import (
     CachedReply,
     CalibrationRecord,
+    FindingEvent,
+    FindingEventKind,
+    FindingRecord,
     RunRecord,
     RunStatus,
     SampleRecord,
@@ -16,6 +19,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "CachedReply",
     "CalibrationRecord",
+    "FindingEvent",
+    "FindingEventKind",
+    "FindingRecord",
     "RunRecord",
     "RunStatus",
     "SampleRecord",

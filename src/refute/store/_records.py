@@ -118,3 +118,38 @@ class CachedReply:
     output_tokens: int = 0
     latency_s: float = 0.0
     finish_reason: str | None = None
+
+
+#: What an entry of a finding's event log records.
+FindingEventKind = Literal["created", "decision", "review", "embargo_override", "report"]
+
+
+class FindingRecord(BaseModel):
+    """A finding as measured (`refute finding create`): what was found and the evidence behind it.
+
+    Its reproduction recipe (prompts sent, attack settings) is stored apart, in `Store.finding_recipe`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(description="Finding id (12 hex characters).")
+    title: str = Field(description="One line saying what was found.")
+    kind: str = Field(description="robustness_gap, attack or gate.")
+    created_at: str = Field("", description="UTC ISO-8601 time it was stored.")
+    created_by: str = Field(description="Who created it.")
+    run_ids: list[str] = Field(description="The runs behind it, the named run first.")
+    models: list[str] = Field(description="The model specs affected.")
+    sample_ids: list[int] = Field(description="Stored sample ids cited as evidence.")
+    evidence: dict[str, Any] = Field(description="The measured rates and intervals (no prompt or reply text).")
+
+
+class FindingEvent(BaseModel):
+    """One entry of a finding's append-only log: who did what, when, with what content."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int = Field(description="Position in the store's log (increasing).")
+    finding_id: str
+    at: str = Field(description="UTC ISO-8601 time it was appended.")
+    actor: str = Field(description="The person who did it, by name.")
+    kind: FindingEventKind
+    payload: dict[str, Any] = Field(default_factory=dict, description="The decision, review or override.")

@@ -23,6 +23,40 @@ CREATE TABLE IF NOT EXISTS calibrations (
 );
 """
 
+#: Findings (`refute finding`): the finding as measured, its reproduction recipe (kept apart: only
+#: the vendor report reads it) and its event log (decisions, reviews, embargo overrides). All three
+#: are append-only: triggers refuse every UPDATE and DELETE, so a signed decision cannot be edited,
+#: only superseded by a new decision event.
+_FINDINGS = """
+CREATE TABLE IF NOT EXISTS findings (
+    id            TEXT PRIMARY KEY,
+    title         TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    created_by    TEXT NOT NULL,
+    run_ids_json  TEXT NOT NULL,
+    models_json   TEXT NOT NULL,
+    sample_ids_json TEXT NOT NULL,
+    evidence_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS finding_recipes (
+    finding_id  TEXT PRIMARY KEY REFERENCES findings(id),
+    recipe_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS finding_events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    finding_id   TEXT NOT NULL REFERENCES findings(id),
+    at           TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    payload_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS finding_events_finding ON finding_events(finding_id, seq);
+""" + "".join(
+    f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} is append-only: append a new event instead'); END;
+""" for table in ("findings", "finding_recipes", "finding_events") for verb in ("UPDATE", "DELETE"))
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -96,7 +130,7 @@ CREATE TABLE IF NOT EXISTS cache (
     finish_reason TEXT,
     created_at    TEXT NOT NULL
 );
-""" + _CALIBRATIONS
+""" + _CALIBRATIONS + _FINDINGS
 
 #: Statements that bring a store of the keyed version to the next one.
 MIGRATIONS: dict[int, str] = {
@@ -106,6 +140,7 @@ MIGRATIONS: dict[int, str] = {
     # v1 cache keys did not name the endpoint, so a v1 cache cannot be trusted: it is emptied.
     # A run's own calibration (`refute judge validate --run`): a scorer's error measured on human
     # labels of that run's replies, one row per run and scorer.
+    # Findings, their reproduction recipes and their append-only event logs (`refute finding`).
     1: """
 ALTER TABLE runs ADD COLUMN pid INTEGER;
 ALTER TABLE runs ADD COLUMN host TEXT;
@@ -116,5 +151,5 @@ CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id);
 ALTER TABLE samples ADD COLUMN source TEXT;
 ALTER TABLE samples ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
 DELETE FROM cache;
-""" + _CALIBRATIONS,
+""" + _CALIBRATIONS + _FINDINGS,
 }
