@@ -72,7 +72,9 @@ def test_resume_of_unknown_run_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("command", [["run"], ["demo"], ["export"], ["compare"], ["plan"],
                                      ["runs", "list"], ["runs", "show"], ["models", "list"],
-                                     ["models", "prepare"], ["judge", "sample"], ["judge", "validate"]])
+                                     ["models", "prepare"], ["judge", "sample"], ["judge", "validate"],
+                                     ["finding", "create"], ["finding", "decide"], ["finding", "review"],
+                                     ["finding", "report"], ["finding", "list"], ["finding", "show"]])
 def test_every_command_explains_itself_with_an_example(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Example" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from refute.cli._demo import demo
+from refute.cli._finding import finding_app
 from refute.cli._interp import interp_app
 from refute.cli._judge import judge_app, score
 from refute.cli._models import models_app
@@ -36,6 +37,7 @@ app.command("score")(score)
 app.add_typer(study_app, name="study")
 app.command("gate")(gate)
 app.command("report")(report)
+app.add_typer(finding_app, name="finding")
 
 
 def main() -> None:

@@ -18,7 +18,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from refute.errors import ConfigError, DatasetError, RefuteError, RunNotFoundError, ScorerError
+from refute.errors import (
+    ConfigError,
+    DatasetError,
+    FindingNotFoundError,
+    RefuteError,
+    RunNotFoundError,
+    ScorerError,
+)
 from refute.store import Store, open_store
 
 __all__ = [
@@ -59,7 +66,8 @@ class ExitCode(IntEnum):
 
 #: Errors that mean the user's input is wrong (exit 2) rather than that running failed (exit 1).
 #: `SpecFileError` (a malformed study or policy file) is a `ConfigError`.
-BAD_INPUT_ERRORS: tuple[type[RefuteError], ...] = (ConfigError, DatasetError, ScorerError, RunNotFoundError)
+BAD_INPUT_ERRORS: tuple[type[RefuteError], ...] = (ConfigError, DatasetError, ScorerError, RunNotFoundError,
+                                                   FindingNotFoundError)
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -93,12 +93,10 @@ def create_finding(store: Store, run_id: str, *, title: str, kind: FindingKind =
         raise ConfigError("--title: say in one line what was found")
     run = store.get_run(run_id)
     attacks = [c for c in store.children(run.id) if (c.role or "").startswith("attack:")]
-    capability = (store.children(run.id, role="capability") or [None])[-1]
+    controls = store.children(run.id, role="capability")
+    capability = controls[-1] if controls else None
     harmful = [run, *attacks]
-    if kind == "gate":
-        evidence = _rate_evidence(store, run)
-    else:
-        evidence = _gap_evidence(store, run, capability, kind)
+    evidence = _rate_evidence(store, run) if kind == "gate" else _gap_evidence(store, run, capability, kind)
     samples = {s.id: s for r in harmful for s in store.samples(r.id, include_errors=False) if s.id is not None}
     if sample_ids is None:
         complied = _complied(store, [r.id for r in harmful], evidence["scorer"])

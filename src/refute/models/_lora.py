@@ -19,7 +19,8 @@ def apply_lora(backend: Any, edit: LoraEdit) -> Any:
     try:
         from peft import PeftModel
     except ImportError as exc:
-        raise ModelNotInstalledError("LoRA adapters need peft: pip install peft (or pip install 'refute[lora]')") from exc
+        raise ModelNotInstalledError(
+            "LoRA adapters need peft: pip install peft (or pip install 'refute[lora]')") from exc
     try:
         merged = PeftModel.from_pretrained(model, str(edit.path)).merge_and_unload()
     except Exception as exc:  # peft raises many types for an adapter that does not fit the model
