@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from refute.cli._app import app
+from refute.engine import TaskConfig, run_task
+from refute.models import Completion, ModelInfo
 from refute.store import Store
 
 runner = CliRunner()
@@ -206,3 +208,30 @@ def test_a_study_file_with_an_unknown_attack_or_solver_is_a_located_error(tmp_pa
         path.write_text(STUDY_WITH_ATTACKS.format(model="default").replace(bad, says))
         result = runner.invoke(app, ["study", "run", str(path), "--no-report", "--store", str(tmp_path / "s.db")])
         assert result.exit_code == 2 and "study.yaml:" in result.output and "pear" in result.output, result.output
+
+
+class _FailingRewriter:
+    """A rewrite model whose every request fails."""
+
+    info = ModelInfo(spec="broken-rewriter", backend="fake")
+    preferred_batch_size = 1
+
+    def generate(self, requests):
+        for i, _ in enumerate(requests):
+            yield i, Completion(text="", error="rewriter down")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failed_rewrite_fails_its_sample_and_the_run_goes_on(tiny_backend, tmp_path):
+    data = prompts(tmp_path / "p.jsonl", 2)
+    with Store(tmp_path / "s.db") as store:
+        run = run_task(TaskConfig(dataset=str(data), transforms=["none", "paraphrase"],
+                                  generate={"max_tokens": 4}),
+                       tiny_backend, store, helpers={"rewriter": _FailingRewriter()}, progress=False)
+        samples = store.samples(run.id)
+        failed = [s for s in samples if s.error]
+        assert run.status == "completed_with_errors" and len(samples) == 4
+        assert len(failed) == 2 and all(s.transform_chain != "none" for s in failed)
+        assert all(s.error.startswith("transform failed:") and "rewriter down" in s.error for s in failed)

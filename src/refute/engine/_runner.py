@@ -329,21 +329,24 @@ class _Engine:
         try:
             messages = list(plan.messages)
         except RefuteError as exc:  # a rewrite model failed: the sample fails, the run goes on
-            messages = list(plan.base)
-            failed = SampleState(messages=messages, config=self.task.generate, seed=plan.seed,
-                                 completion=Completion(text="", error=f"transform failed: {exc}"))
-            self._commit(_Slot(plan, failed, iter(()), GenerateRequest((), self.task.generate, plan.seed)))  # type: ignore[arg-type]
+            self._fail(plan, SampleState(messages=list(plan.base), config=self.task.generate, seed=plan.seed),
+                       f"transform failed: {exc}")
             return None
         state = SampleState(messages=messages, config=self.task.generate, seed=plan.seed)
         run = self.solve(state)
         try:
             return _Slot(plan, state, run, next(run))
         except StopIteration:
-            state.completion = Completion(text="", error="the solver finished without asking the model")
+            error = "the solver finished without asking the model"
         except Exception as exc:  # noqa: BLE001 - one failed sample is recorded, not raised
-            state.completion = Completion(text="", error=f"solver failed: {type(exc).__name__}: {exc}")
-        self._commit(_Slot(plan, state, run, GenerateRequest((), self.task.generate, plan.seed)))
+            error = f"solver failed: {type(exc).__name__}: {exc}"
+        self._fail(plan, state, error)
         return None
+
+    def _fail(self, plan: PlannedSample, state: SampleState, error: str) -> None:
+        """Commit a sample that failed before it asked any model."""
+        state.completion = Completion(text="", error=error)
+        self._commit(_Slot(plan, state, iter(()), GenerateRequest((), self.task.generate, plan.seed)))  # type: ignore[arg-type]  # never advanced
 
     def _key(self, slot: _Slot) -> str:
         return cache_key(_model_for(self.models, slot.request), slot.request)
