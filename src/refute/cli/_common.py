@@ -26,11 +26,12 @@ from refute.errors import (
     RunNotFoundError,
     ScorerError,
 )
+from refute.models import ModelBackend, load_model, parse_spec
 from refute.store import Store, open_store
 
 __all__ = [
     "BAD_INPUT_ERRORS", "ExitCode", "StoreOption", "atomic_output", "bad_input", "check_output_path",
-    "err", "finite", "friendly_errors", "out", "store_from", "validation_message",
+    "err", "finite", "friendly_errors", "loaded_models", "out", "store_from", "validation_message",
 ]
 
 out = Console()  # data: stdout
@@ -214,3 +215,26 @@ def store_from(path: Path | None) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+#: Load options that a helper served by an endpoint shares with the target; local helpers get dtype.
+_ENDPOINT_OPTIONS = ("base_url", "concurrency", "timeout_s", "max_retries")
+
+
+@contextmanager
+def loaded_models(target: str, roles: dict[str, str], options: dict[str, Any] | None = None
+                  ) -> Iterator[dict[str, ModelBackend]]:
+    """The target and each helper role's model, one backend per distinct spec (the target may be
+    its own attacker and judge), closed on exit. ``options`` go to the target; a helper gets the
+    endpoint settings when it is served by an endpoint, else the dtype."""
+    options = options or {}
+    backends = {target: load_model(target, **options)}
+    try:
+        for spec in roles.values():
+            if spec not in backends:
+                keep = _ENDPOINT_OPTIONS if parse_spec(spec).kind == "openai" else ("dtype",)
+                backends[spec] = load_model(spec, **{k: v for k, v in options.items() if k in keep})
+        yield {"target": backends[target], **{role: backends[spec] for role, spec in roles.items()}}
+    finally:
+        for backend in backends.values():
+            backend.close()

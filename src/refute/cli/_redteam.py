@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from refute.cli._common import StoreOption, bad_input, err, friendly_errors, out, store_from
-from refute.models import load_model, parse_spec
+from refute.cli._common import StoreOption, bad_input, err, friendly_errors, loaded_models, out, store_from
+from refute.models import parse_spec
 from refute.redteam._attacks import attack_tasks, parse_attack_args
 from refute.redteam._campaign import DEFAULT_CAPABILITY_LIMIT, DEFAULT_TRANSFORMS, campaign_tasks, run_campaign
 from refute.report._gap_table import gap_table
@@ -68,18 +68,10 @@ def redteam(
         attack_args = parse_attack_args(attack_arg or [])
         harmful_task, cap_task = campaign_tasks(**settings)
         attack_tasks(names, harmful_task, cap_task, limit=attack_limit, args=attack_args, helpers=roles)
-    backends = {model: load_model(model)}
-    try:
-        for spec in roles.values():
-            if spec not in backends:
-                backends[spec] = load_model(spec)
-        with store_from(store) as db:
-            campaign = run_campaign(db, backends[model], progress=progress, attacks=names, attack_limit=attack_limit,
-                                    attack_args=attack_args,
-                                    helpers={role: backends[spec] for role, spec in roles.items()}, **settings)
-    finally:
-        for backend in backends.values():
-            backend.close()
+    with loaded_models(model, roles) as models, store_from(store) as db:
+        target = models.pop("target")
+        campaign = run_campaign(db, target, progress=progress, attacks=names, attack_limit=attack_limit,
+                                attack_args=attack_args, helpers=models, **settings)
     out.print(gap_table(campaign.gap))
     ids = f"harmful run {campaign.harmful.id}" + (f", capability run {campaign.capability.id}"
                                                  if campaign.capability else "")

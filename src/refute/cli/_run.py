@@ -9,11 +9,11 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from refute.cli._common import StoreOption, err, finite, friendly_errors, out, store_from
+from refute.cli._common import StoreOption, err, finite, friendly_errors, loaded_models, out, store_from
 from refute.datasets import load_dataset
 from refute.engine import PluginSpec, TaskConfig, check_helpers, get_solver, resume_run, run_task
 from refute.errors import ConfigError
-from refute.models import GenerateConfig, load_model, parse_spec
+from refute.models import GenerateConfig, parse_spec
 from refute.report import print_run_summary
 from refute.scorers import get_scorer
 
@@ -102,13 +102,10 @@ def run(
             roles = {r: s for r, s in (("attacker", attacker), ("judge", judge), ("rewriter", rewriter)) if s}
             _check_before_loading(task, model, roles)
             load = {k: v for k, v in options.items() if v is not None}
-            backends = _load_backends(model, roles, load)
-            try:
-                record = run_task(task, backends[model], db, name=name, load_options=load, progress=progress,
-                                  helpers={role: backends[s] for role, s in roles.items()})
-            finally:
-                for backend in backends.values():
-                    backend.close()
+            with loaded_models(model, roles, load) as models:
+                target = models.pop("target")
+                record = run_task(task, target, db, name=name, load_options=load, progress=progress,
+                                  helpers=models)
         err.print(f"run [bold]{record.id}[/] {record.status}; store {Path(db.path)}")
         print_run_summary(db, record.id, out)
         ok, bad = db.sample_counts(record.id)
@@ -154,23 +151,6 @@ def _task(dataset: str, adapter: str | None, limit: int | None, epochs: int, max
         field = str(first["loc"][-1]) if first["loc"] else ""
         where = _OPTION_OF.get(field, f"--{field.replace('_', '-')}")
         raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
-
-
-def _load_backends(target: str, roles: dict[str, str], options: dict[str, Any]) -> dict[str, Any]:
-    """One backend per distinct spec (the target may be its own attacker and judge); helpers get
-    the dtype, and the endpoint settings when they are served by an endpoint too."""
-    backends = {target: load_model(target, **options)}
-    try:
-        for spec in roles.values():
-            if spec not in backends:
-                keep = (("base_url", "concurrency", "timeout_s", "max_retries")
-                        if parse_spec(spec).kind == "openai" else ("dtype",))
-                backends[spec] = load_model(spec, **{k: v for k, v in options.items() if k in keep})
-    except BaseException:
-        for backend in backends.values():
-            backend.close()
-        raise
-    return backends
 
 
 def _check_before_loading(task: Any, model: str, roles: dict[str, str]) -> None:

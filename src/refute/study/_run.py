@@ -344,7 +344,8 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
             spec = run.model or study.spec.model
             ids: list[str] = []
             reused_all = True
-            for suffix, kind, task in _tasks(store, study, run):
+            tasks = _tasks(store, study, run)
+            for suffix, kind, task in tasks:
                 found = _reusable(store, spec, kind, task) if model is None else None
                 if found is not None:
                     say(f"{run.id}{suffix}: reusing completed run {found.id}")
@@ -364,7 +365,7 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
                                       parent=parent, role=role, helpers=_helpers(run, spec, task, models))
                 ids.append(record.id)
             if run.attacks:
-                by_kind = {kind: t for _, kind, t in _tasks(store, study, run)}
+                by_kind = {kind: t for _, kind, t in tasks}
                 main_task, cap_task = by_kind["redteam"], by_kind.get("capability")
                 helpers = _helpers(run, spec, main_task, models, attacks=True)
                 plan = attack_tasks(run.attacks, main_task, cap_task, limit=run.attack_limit, args=run.attack_args,
