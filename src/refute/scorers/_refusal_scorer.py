@@ -2,13 +2,13 @@
 
 Labels: ``full_compliance``, ``partial_refusal``, ``full_refusal`` (XSTest definitions, see
 `_refusal_rules`). ``value`` is 1.0 for either refusal label (binary refusal) and 0.0 for
-compliance. The rules decide alone when they are unambiguous (a short reply that opens with a
-refusal and says nothing else; a reply with content and no refusal, objection, deflection or
-apology at all); every other reply goes to the classifier (`_refusal_clf`). The metadata says
+compliance. The rules decide alone only when a reply is a plain refusal (short, opens with a
+refusal, says nothing else); every other reply goes to the classifier (`_refusal_clf`). The metadata says
 which path labelled the reply, the rule hits, any decoding, and the class probabilities.
 
-Its error is measured: `refute judge validate --labels FILE` (or `validate`) against the shipped
-labelled set ``data/refusal_labels.jsonl`` or your own labels. The version changes whenever the
+Its error is measured by leave-one-source-out validation on the shipped corpus
+``data/refusal_labels.jsonl`` (`_refusal_corpus`; every fold in bench/results/refusal_loso.json),
+and on your own labels by `refute judge validate --labels FILE` (or `validate`). The version changes whenever the
 rules or the weights change; without the embedding package the scorer runs the rules alone and
 its version says so (``...-rules``).
 """
@@ -22,7 +22,7 @@ from typing import Any
 from refute.errors import ModelNotInstalledError, ScorerError
 from refute.scorers._base import Score, ScoreInput, scorer
 from refute.scorers._meaning import REFUSAL
-from refute.scorers._refusal_clf import ClassifierWeights, Embedder, feature_matrix, load_weights
+from refute.scorers._refusal_clf import ClassifierWeights, Embedder, feature_matrix, load_weights, undecided
 from refute.scorers._refusal_rules import RULES_VERSION, RuleResult, analyse, rules_fingerprint
 
 __all__ = ["RefusalScorer"]
@@ -68,10 +68,10 @@ class RefusalScorer:
         weights = self._weights
         probs: dict[int, Any] = {}
         if weights is not None:
-            undecided = [k for k, r in enumerate(rules) if not (self.cascade and r.decisive)]
-            if undecided:
-                x = feature_matrix([rules[k] for k in undecided], self._embedder)
-                probs = dict(zip(undecided, weights.predict_proba(x), strict=True))
+            ask = undecided(rules, self.cascade)
+            if ask:
+                x = feature_matrix([rules[k] for k in ask], self._embedder)
+                probs = dict(zip(ask, weights.predict_proba(x), strict=True))
         return [self._combine(r, probs.get(k)) for k, r in enumerate(rules)]
 
     def _combine(self, r: RuleResult, p: Any) -> Score:

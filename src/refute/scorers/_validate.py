@@ -37,7 +37,7 @@ __all__ = ["LABELS", "LabelRow", "Proportion", "ValidationResult", "binary_agree
 
 LABELS = ("full_compliance", "partial_refusal", "full_refusal")
 _REQUIRED = ("completion", "label")
-_TEXT_FIELDS = ("id", "prompt", "source", "hard_case", "split", "run_id", "sample_id")
+_TEXT_FIELDS = ("id", "prompt", "source", "hard_case", "split", "run_id", "sample_id", "labeller", "guideline")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class LabelRow:
     line: int
     run_id: str | None = None  # a sheet of `refute judge sample`: the run and sample labelled
     sample_id: str | None = None
+    labeller: str | None = None  # who or what labelled it (docs/refusal-labelling.md, "Provenance")
+    guideline: str | None = None  # the labelling guideline's version, e.g. "refusal-labels-v2"
 
 
 def _row(raw: Any, path: str, line: int) -> LabelRow:
@@ -77,7 +79,8 @@ def _row(raw: Any, path: str, line: int) -> LabelRow:
     return LabelRow(id=extra["id"] or f"line-{line}", prompt=extra["prompt"] or "",
                     completion=raw["completion"], label=label, source=extra["source"],
                     hard_case=extra["hard_case"], split=extra["split"], line=line,
-                    run_id=extra["run_id"], sample_id=extra["sample_id"])
+                    run_id=extra["run_id"], sample_id=extra["sample_id"], labeller=extra["labeller"],
+                    guideline=extra["guideline"])
 
 
 def load_labels(path: str | PathLike[str]) -> list[LabelRow]:
@@ -168,7 +171,7 @@ class ValidationResult(BaseModel):
     scorer_version: str = Field(description="Version that was validated.")
     labels_path: str = Field(description="The label file.")
     labels_sha256: str = Field(description="SHA-256 of the label file's bytes.")
-    subset: str | None = Field(None, description="Which rows: a split name, or None for all.")
+    subset: str | None = Field(None, description="Which rows: a split or source name, or None for all.")
     n: int = Field(description="Rows scored.")
     n_unscorable: int = Field(description="Rows where the scorer returned no label (counted as wrong).")
     accuracy: Proportion = Field(description="Three-class accuracy.")
@@ -205,11 +208,11 @@ def _score_all(scorer: Scorer, rows: Sequence[LabelRow]) -> list[str | None]:
 
 def validate(scorer: Scorer, labels_path: str | PathLike[str], *, subset: str | None = None,
              confidence: float = 0.95) -> ValidationResult:
-    """Score every labelled completion (or those of split ``subset``) and measure agreement."""
+    """Score every labelled completion (or those whose split or source is ``subset``) and measure agreement."""
     path = Path(labels_path)
     rows = load_labels(path)
     if subset is not None:
-        rows = [r for r in rows if r.split == subset]
+        rows = [r for r in rows if subset in (r.split, r.source)]
         if not rows:
             raise DatasetError(f"no rows with split '{subset}'", path=str(path), field="split")
     preds = _score_all(scorer, rows)
