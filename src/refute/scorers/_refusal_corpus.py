@@ -79,7 +79,7 @@ def _binary(label: str) -> bool:
 
 def _fold(source: str, rows: Sequence[LabelRow], pred: Sequence[str]) -> Fold:
     truth = [r.label for r in rows]
-    acc, kappa = binary_agreement(truth, pred) if len(set(map(_binary, truth))) > 1 or len(rows) else (0.0, 0.0)
+    acc, kappa = binary_agreement(truth, pred)  # a fold is one source's rows: never empty
     wrong: Counter[str] = Counter()
     seen: Counter[str] = Counter()
     for r, p in zip(rows, pred, strict=True):
