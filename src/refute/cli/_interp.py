@@ -63,12 +63,17 @@ def causal(
     coefficients: Annotated[str, typer.Option(help="Addition coefficients tried in order on validation prompts.")] = "1,1.5,2,3",
     max_kl: Annotated[float, typer.Option(help="Selection filter: most next-token KL on harmless validation tasks under ablation.", min=0.0, callback=finite)] = 0.1,
     max_ce: Annotated[float, typer.Option(help="Selection filter: most CE rise (nats) on harmless validation prompts under ablation.", min=0.0, callback=finite)] = 0.05,
+    exhaustive: Annotated[bool, typer.Option("--exhaustive", help="Ablate every candidate direction on validation prompts (slow) instead of stopping once the first-order estimates rule the rest out.")] = False,
+    min_screen: Annotated[int, typer.Option(help="Candidates ablated exactly before the estimates may rule others out.", min=2)] = 8,
+    screen_margin: Annotated[float, typer.Option(help="Safety margin of that rule, in RMS residuals of the estimate's fitted line.", min=0.0, callback=finite)] = 3.0,
+    per_pass: Annotated[int, typer.Option(help="Candidates ablated in one forward pass (more helps on a GPU, not on a CPU).", min=1)] = 1,
     scorer: Annotated[str, typer.Option(help="Refusal scorer for every condition (refusal_patterns, refusal, ...).")] = "refusal_patterns",
     seed: Annotated[int, typer.Option(help="Splits, random controls and run seeds derive from it.", min=0)] = 0,
     dtype: Annotated[str, typer.Option(help="auto (bf16 where the CPU supports it), float32, bfloat16.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Prompts per batch.", min=1)] = 32,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full result as JSON here.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML page (SVG interval plots, tables, checks) here, and Markdown beside it.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
     store: StoreOption = None,
 ) -> None:
     """Test a refusal direction causally, against a random control, on held-out prompts.
@@ -78,6 +83,10 @@ def causal(
     harmless prompts, and the cost (cross-entropy on benign text, task accuracy).
 
     Every condition is a run in the store (kind 'interp'); differences are paired by prompt.
+
+    The direction is chosen as in Arditi et al. (best validation ablation score that passes the
+    filters), but candidates are ablated best first-order estimate first, and only until no other
+    can rank above the choice; --exhaustive ablates all of them.
 
     Example: refute interp causal --model default --n-test 100
     """
@@ -89,6 +98,7 @@ def causal(
         positions=tuple(_int_list(positions, "--positions")),
         coefficients=tuple(_float_list(coefficients, "--coefficients")),
         batch_size=batch_size, scorer=scorer, max_kl=max_kl, max_ce=max_ce,
+        exhaustive=exhaustive, min_screen=min_screen, screen_margin=screen_margin, per_pass=per_pass,
     )
     for path, option in ((json_out, "--json"), (report, "--report")):
         if path is not None:
@@ -100,7 +110,7 @@ def causal(
     with store_from(store) as db:
         backend = load_model(model, dtype=dtype, batch_size=batch_size)
         try:
-            result = run_causal(backend, db, config, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+            result = run_causal(backend, db, config, progress=lambda msg: err.print(f"[dim]{msg}[/]"), bars=progress)
         finally:
             backend.close()
     out.print(result.to_markdown(), markup=False, highlight=False, soft_wrap=True)

@@ -1,6 +1,7 @@
 """The eval engine: tasks, solvers, and runs that store every sample as it completes."""
 
 from refute.engine._observations import primary_scorer, run_observations
+from refute.engine._progress import ProgressSink, progress_bar
 from refute.engine._runner import (
     PlannedSample,
     check_helpers,
@@ -26,6 +27,7 @@ from refute.engine._task import PluginSpec, TaskConfig
 __all__ = [
     "PlannedSample",
     "PluginSpec",
+    "ProgressSink",
     "SampleState",
     "Solver",
     "TaskConfig",
@@ -39,6 +41,7 @@ __all__ = [
     "needs_rewriter",
     "plan_samples",
     "primary_scorer",
+    "progress_bar",
     "resume_run",
     "run_observations",
     "run_task",

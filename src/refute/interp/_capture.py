@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -173,7 +173,7 @@ class ActivationStore:
 @overload
 def capture(model: Any, tokenizer: Any, texts: Sequence[str], sites: Sequence[str | Site], *,
             positions: Sequence[int] = ..., batch_size: int = ..., store: None = None,
-            device: str | None = None) -> Activations: ...
+            device: str | None = None, progress: Callable[[int], None] | None = None) -> Activations: ...
 
 
 @overload
@@ -192,11 +192,13 @@ def capture(
     batch_size: int = 16,
     store: ActivationStore | str | Path | None = None,
     device: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Activations | ActivationStore:
     """Activations of ``texts`` (already rendered: see `render_prompts`) at ``sites`` x ``positions``.
 
     Returns `Activations` in memory, or the `ActivationStore` when ``store`` names a directory.
     Batches are processed in the given order; row ``i`` of every site is ``texts[i]``.
+    ``progress`` is called with the number of texts in each batch once it is captured.
     """
     import torch
 
@@ -232,15 +234,18 @@ def capture(
                 disk.append(name, tensor, positions)
             else:
                 memory[name].append(tensor)
+        if progress is not None:
+            progress(len(cols))
     if disk is not None:
         disk.flush()
         return disk
     return Activations({k: torch.cat(v) for k, v in memory.items()}, positions, list(texts))
 
 
-def _forward(model: Any, enc: dict[str, torch.Tensor], **kwargs: Any) -> Any:
-    """One forward pass that computes logits only at the last position where the model allows it."""
+def _forward(model: Any, enc: dict[str, torch.Tensor], logits_to_keep: int = 1, **kwargs: Any) -> Any:
+    """One forward pass that computes logits only at the last ``logits_to_keep`` positions where
+    the model allows it (all positions otherwise: callers slice from the end)."""
     try:
-        return model(**enc, logits_to_keep=1, use_cache=False, **kwargs)
+        return model(**enc, logits_to_keep=logits_to_keep, use_cache=False, **kwargs)
     except TypeError:
         return model(**enc, use_cache=False, **kwargs)

@@ -25,15 +25,16 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from refute.datasets import Record, load_dataset
-from refute.engine import PluginSpec, TaskConfig, run_task
+from refute.engine import PluginSpec, TaskConfig, progress_bar, run_task
 from refute.interp._capture import capture, render_prompts
+from refute.interp._causal_search import Search, ablation_estimates, exact_scores
 from refute.interp._directions import (
     Direction,
     ablate,
@@ -78,6 +79,15 @@ class CausalConfig:
     max_ce: float = 0.05
     """Most validation CE rise (nats) under ablation; below the test's 0.1 to leave room for noise."""
     screen_top: int = 40
+    """Most candidates the filters try, going down the ranking by ablation score."""
+    exhaustive: bool = False
+    """Screen every candidate exactly (the original search) instead of stopping once it is decided."""
+    min_screen: int = 8
+    """Candidates screened exactly before the first-order estimates are trusted to rule others out."""
+    screen_margin: float = 3.0
+    """How far (in RMS residuals of the fitted line) below its prediction a candidate's exact score may be."""
+    per_pass: int = 1
+    """Candidates ablated in one forward pass (more fills a GPU; on a CPU one per pass is as fast)."""
     coefficients: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
     target_addition: float = 0.9
     batch_size: int = 32
@@ -114,6 +124,10 @@ class CausalResult:
     notes: list[str] = field(default_factory=list)
     checks: dict[str, bool] = field(default_factory=dict)
     """The replication criteria of Arditi et al. as stated in refute's acceptance test."""
+    search: dict[str, Any] = field(default_factory=dict)
+    """How the direction was searched for: candidates, how many were screened exactly, the fit."""
+    phases_s: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in each phase (capture, screening, each held-out condition, ...)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -230,17 +244,34 @@ def _checks(conditions: dict[str, Condition], comparisons: dict[str, dict[str, A
     }
 
 
-def _log(progress: Callable[[str], None] | None, msg: str) -> None:
-    if progress is not None:
-        progress(msg)
+class _Phases:
+    """Each phase's message goes to ``progress`` as it starts; its seconds add up in ``seconds``."""
+
+    def __init__(self, progress: Callable[[str], None] | None) -> None:
+        self.progress, self.seconds = progress, {}
+
+    @contextmanager
+    def __call__(self, name: str, message: str) -> Iterator[None]:
+        if self.progress is not None:
+            self.progress(message)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
                workdir: str | Path | None = None,
-               progress: Callable[[str], None] | None = None) -> CausalResult:
-    """Find a refusal direction on train prompts, choose on val, measure on test through the engine."""
+               progress: Callable[[str], None] | None = None, bars: bool = False) -> CausalResult:
+    """Find a refusal direction on train prompts, choose on val, measure on test through the engine.
+
+    ``progress`` gets one line as each phase starts; ``bars`` shows progress bars on stderr (prompts
+    captured, candidates screened, each validation and held-out run).
+    """
     cfg = config or CausalConfig()
     t0 = time.perf_counter()
+    phase = _Phases(progress)
     model, tok = getattr(backend, "model", None), getattr(backend, "tokenizer", None)
     if model is None or tok is None:
         raise InterpError(f"the causal test needs a local hf model; '{backend.info.spec}' has no weights here")
@@ -257,16 +288,21 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     def render(recs: Sequence[Record]) -> list[str]:
         return render_prompts(tok, [r.prompt for r in recs])
 
-    _log(progress, f"capturing resid_pre at {len(layers)} layers x {len(cfg.positions)} positions")
-    acts_h = capture(model, tok, render(hs["train"]), sites, positions=cfg.positions, batch_size=cfg.batch_size)
-    acts_b = capture(model, tok, render(bs["train"]), sites, positions=cfg.positions, batch_size=cfg.batch_size)
+    n_train = len(hs["train"]) + len(bs["train"])
+    with phase("capture", f"capturing resid_pre at {len(layers)} layers x {len(cfg.positions)} positions"), \
+            progress_bar("capture", n_train, enabled=bars, unit="prompts") as bar:
+        acts_h = capture(model, tok, render(hs["train"]), sites, positions=cfg.positions,
+                         batch_size=cfg.batch_size, progress=bar.advance)
+        acts_b = capture(model, tok, render(bs["train"]), sites, positions=cfg.positions,
+                         batch_size=cfg.batch_size, progress=bar.advance)
     candidates = {(s.layer, p): Direction(diff_in_means(acts_h[s][:, j], acts_b[s][:, j]), s.layer, p)
                   for s in sites for j, p in enumerate(cfg.positions)}
 
     # -- 3. choose on validation prompts --------------------------------------------------------
     val_h, val_b = render(hs["val"]), render(bs["val"])
     task_ids = {r.id for r in load_dataset(cfg.tasks).records} if cfg.tasks else set()
-    val_t = render([r for r in bs["val"] if r.id in task_ids]) or val_b  # task-like: not refused
+    task_rows = [i for i, r in enumerate(bs["val"]) if r.id in task_ids] or list(range(len(val_b)))
+    val_t = [val_b[i] for i in task_rows]  # task-like: not refused
     ref_ids = refusal_token_ids(tok)
 
     def lp(texts: Sequence[str], ctx: AbstractContextManager[Any] | None = None) -> Any:
@@ -277,38 +313,53 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
         # full logits: small batches
         return cross_entropy(model, tok, texts, prefixes=prefixes, batch_size=8, intervention=ctx)
 
-    base_h, base_b, base_t = lp(val_h), lp(val_b), lp(val_t)
+    with phase("clean validation", f"clean validation pass and first-order estimates for {len(candidates)} candidates"):
+        estimates, base_h = ablation_estimates(model, tok, val_h, ref_ids, candidates)
+        base_b = lp(val_b)
+        base_t = base_b[task_rows]  # the task prompts are among the harmless ones: computed once
+        val_plain = [r.prompt for r in bs["val"]]
+        base_ce = ce(val_plain)
     base_score_h = float(refusal_score(base_h, ref_ids).mean())
     base_score_b = float(refusal_score(base_b, ref_ids).mean())
-    val_plain = [r.prompt for r in bs["val"]]
-    base_ce = ce(val_plain)
-    _log(progress, f"screening {len(candidates)} candidate directions on {len(val_h)} validation prompts")
-    screen: list[dict[str, Any]] = []  # one row per candidate: layer, position, then the filters' figures
-    for (layer, pos), d in candidates.items():
-        s = float(refusal_score(lp(val_h, ablate(model, d)), ref_ids).mean())
-        screen.append({"layer": layer, "position": pos, "ablation_score": s})
-    screen.sort(key=lambda row: row["ablation_score"])
-    best = None
-    for row in screen[: cfg.screen_top]:  # best ablation first; stop at the first that passes
-        d = candidates[(row["layer"], row["position"])]
-        row["kl"] = float(next_token_kl(base_t, lp(val_t, ablate(model, d))).mean())
-        row["addition_score"] = float(refusal_score(lp(val_b, add_direction(model, d, d.layer)), ref_ids).mean())
-        row["passes"] = row["kl"] <= cfg.max_kl and row["addition_score"] > base_score_b
-        if row["passes"]:  # the CE filter is the dearest: only for candidates that pass the others
-            row["ce_change"] = _mean([a - b for a, b in zip(ce(val_plain, ablate(model, d)), base_ce, strict=True)])
-            row["passes"] = row["ce_change"] <= cfg.max_ce
-        if row["passes"]:
-            best = row
-            break
+    search_msg = (f"screening {len(candidates)} candidate directions on {len(val_h)} validation prompts"
+                  + ("" if cfg.exhaustive else ", best first-order estimate first, until the choice is decided"))
+    with phase("screening", search_msg), \
+            progress_bar("candidates screened", len(candidates), enabled=bars, unit="candidates") as bar:
+        search = Search(candidates, estimates, base_score_h, exact_scores(model, tok, val_h, ref_ids, cfg.batch_size),
+                        exhaustive=cfg.exhaustive, min_screen=cfg.min_screen, margin=cfg.screen_margin,
+                        per_pass=cfg.per_pass, on_screen=bar.advance)
+        filtered: dict[tuple[int, int], dict[str, Any]] = {}
+        best = None
+        while len(filtered) < cfg.screen_top:  # best ablation first; stop at the first that passes
+            key = search.next_to_try(set(filtered))
+            if key is None:
+                break
+            d = candidates[key]
+            row = filtered[key] = {"kl": float(next_token_kl(base_t, lp(val_t, ablate(model, d))).mean())}
+            row["addition_score"] = float(refusal_score(lp(val_b, add_direction(model, d, d.layer)), ref_ids).mean())
+            row["passes"] = row["kl"] <= cfg.max_kl and row["addition_score"] > base_score_b
+            if row["passes"]:  # the CE filter is the dearest: only for candidates that pass the others
+                row["ce_change"] = _mean([a - b for a, b in zip(ce(val_plain, ablate(model, d)), base_ce, strict=True)])
+                row["passes"] = row["ce_change"] <= cfg.max_ce
+            if row["passes"]:
+                best = key
+                break
+        bar.finish()  # the candidates left were ruled out, not skipped over
+    screen = [{"layer": k[0], "position": k[1], "estimate": estimates[k], "ablation_score": search.exact[k],
+               **filtered.get(k, {})} for k in search.ranked()]
+    unscreened = sorted(set(candidates) - set(search.exact), key=lambda k: estimates[k])
+    screen += [{"layer": k[0], "position": k[1], "estimate": estimates[k]} for k in unscreened]
     notes = [f"validation refusal score (log-odds): harmful {base_score_h:.2f}, harmless {base_score_b:.2f}",
              (f"KL filter on {len(val_t)} harmless validation task prompts; CE filter on {len(val_plain)} "
-              "harmless validation prompts as plain text")]
+              "harmless validation prompts as plain text"),
+             (f"screened {len(search.exact)} of {len(candidates)} candidates exactly"
+              + ("" if cfg.exhaustive else " (the others could not rank above the choice by the first-order "
+                 f"estimate's fitted line minus {cfg.screen_margin:g} RMS residuals)"))]
     if best is None:
-        screened = [r for r in screen if "kl" in r]
-        best = min(screened, key=lambda r: r["kl"])
-        notes.append(f"none of the {len(screened)} screened candidates passed the KL, addition and CE "
+        best = min(filtered, key=lambda k: filtered[k]["kl"])
+        notes.append(f"none of the {len(filtered)} screened candidates passed the KL, addition and CE "
                      "filters; took the lowest KL")
-    direction = candidates[(best["layer"], best["position"])]
+    direction = candidates[best]
     direction.save(work / "direction.safetensors")
     control = random_like(direction, cfg.seed + 1)
     # Saved, so every variant's spec is one `load_model` accepts (BASE+ablate:FILE): runs resume.
@@ -320,10 +371,10 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     coef_rows: list[dict[str, Any]] = []
     coefficient = cfg.coefficients[-1]
     for coef in cfg.coefficients:
-        _log(progress, f"choosing the addition coefficient on validation prompts: {coef:g}")
-        run = run_task(TaskConfig(dataset=val_file, generate=gen, scorers=refusal, seed=cfg.seed),
-                       steered(backend, direction, direction.layer, coef, file=d_file), store,
-                       name=f"interp-val-add-{coef:g}", kind="interp", progress=False)
+        with phase("coefficient", f"choosing the addition coefficient on validation prompts: {coef:g}"):
+            run = run_task(TaskConfig(dataset=val_file, generate=gen, scorers=refusal, seed=cfg.seed),
+                           steered(backend, direction, direction.layer, coef, file=d_file), store,
+                           name=f"interp-val-add-{coef:g}", kind="interp", progress=bars)
         vals = [s.value for s in store.scores(run.id, cfg.scorer)]
         r = sum(v for v in vals if v is not None) / max(1, len(vals))
         coef_rows.append({"coefficient": coef, "val_refusal": r, "run_id": run.id})
@@ -352,10 +403,10 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
     conditions: dict[str, Condition] = {}
     values: dict[str, dict[str, float | None]] = {}
     for name, which, model_variant in plan:
-        _log(progress, f"held-out: {name} ({model_variant.info.spec})")
         scorers = None if which == "tasks" else refusal
-        run = run_task(TaskConfig(dataset=files[which], generate=gen, scorers=scorers, seed=cfg.seed),
-                       model_variant, store, name=f"interp-{name}", kind="interp", progress=False)
+        with phase(f"held-out: {name}", f"held-out: {name} ({model_variant.info.spec})"):
+            run = run_task(TaskConfig(dataset=files[which], generate=gen, scorers=scorers, seed=cfg.seed),
+                           model_variant, store, name=f"interp-{name}", kind="interp", progress=bars)
         samples = store.samples(run.id)
         by_sample = {s.id: s.prompt_id for s in samples}
         n_empty = sum(1 for s in samples if s.error is None and not (s.completion or "").strip())
@@ -381,21 +432,21 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
         comparisons["ablation - baseline (task accuracy)"] = compare("baseline-tasks", "ablation-tasks")
 
     # -- 5. cost: cross-entropy on benign text ----------------------------------------------------
-    _log(progress, "cross-entropy on benign text")
     plain = [r.prompt for r in bs["test"]]
     replies = {s.prompt_id: s.completion for s in store.samples(conditions["baseline-harmless"].run_id)}
     answered = [r for r in bs["test"] if replies.get(r.id)]
     chat_prefix = render(answered)
     chat_text = [p + replies[r.id] for p, r in zip(chat_prefix, answered, strict=True)]
     cost: dict[str, dict[str, Any]] = {}
-    for label, texts, prefixes in (("benign prompts as plain text", plain, None),
-                                   ("baseline replies to harmless prompts", chat_text, chat_prefix)):
-        base = ce(texts, None, prefixes)
-        for cond, d in (("ablation", direction), ("random ablation", control)):
-            other = ce(texts, ablate(model, d), prefixes)
-            cost[f"CE change (nats), {cond}: {label}"] = {
-                **_paired_ci([o - b for o, b in zip(other, base, strict=True)], cfg.seed),
-                "baseline_ce": float(sum(base) / len(base))}
+    with phase("cost", "cross-entropy on benign text"):
+        for label, texts, prefixes in (("benign prompts as plain text", plain, None),
+                                       ("baseline replies to harmless prompts", chat_text, chat_prefix)):
+            base = ce(texts, None, prefixes)
+            for cond, d in (("ablation", direction), ("random ablation", control)):
+                other = ce(texts, ablate(model, d), prefixes)
+                cost[f"CE change (nats), {cond}: {label}"] = {
+                    **_paired_ci([o - b for o, b in zip(other, base, strict=True)], cfg.seed),
+                    "baseline_ce": float(sum(base) / len(base))}
     checks = _checks(conditions, comparisons, cost)
     result = CausalResult(
         config=asdict(cfg),
@@ -406,6 +457,7 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
         comparisons=comparisons, cost=cost,
         splits={f"harmful {k}": len(v) for k, v in hs.items()} | {f"harmless {k}": len(v) for k, v in bs.items()},
         runtime_s=time.perf_counter() - t0, workdir=str(work), notes=notes, checks=checks,
+        search=search.summary(), phases_s={k: round(v, 2) for k, v in phase.seconds.items()},
     )
     (work / "result.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
     return result

@@ -41,6 +41,7 @@ __all__ = [
     "add_direction",
     "addition_hooks",
     "diff_in_means",
+    "every_write",
     "orthogonalize_weights",
     "random_like",
     "save_orthogonalized",
@@ -130,12 +131,13 @@ def ablation_hooks(model: Any, direction: Direction | torch.Tensor) -> dict[Site
     """Directional ablation: project ``r`` out of resid_pre, attn_out and mlp_out of every layer."""
     vec = direction.vector if isinstance(direction, Direction) else direction
     unit = vec.float() / vec.float().norm().clamp_min(1e-12)
-    fn = _project_out(unit)
-    fns: dict[Site, HookFn] = {}
-    for i in range(len(find_layers(model))):
-        for kind in ("resid_pre", "attn_out", "mlp_out"):
-            fns[Site(kind, i)] = fn
-    return fns
+    return every_write(model, _project_out(unit))
+
+
+def every_write(model: Any, fn: HookFn) -> dict[Site, HookFn]:
+    """``fn`` on the residual stream entering every layer and on every attention and MLP write:
+    the sites of directional ablation."""
+    return {Site(kind, i): fn for i in range(len(find_layers(model))) for kind in ("resid_pre", "attn_out", "mlp_out")}
 
 
 def addition_hooks(direction: Direction | torch.Tensor, layer: int, coefficient: float = 1.0) -> dict[Site, HookFn]:

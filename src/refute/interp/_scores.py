@@ -19,7 +19,7 @@ from refute.models._encode import encode_text
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["cross_entropy", "last_logprobs", "next_token_kl", "refusal_score", "refusal_token_ids"]
+__all__ = ["by_length", "cross_entropy", "last_logprobs", "next_token_kl", "refusal_score", "refusal_token_ids"]
 
 REFUSAL_STARTS = ("I'm sorry", "I cannot", "I can't", "I apologize", "Sorry", "As an AI", "Unfortunately")
 
@@ -34,18 +34,30 @@ def refusal_token_ids(tokenizer: Any, starts: Sequence[str] = REFUSAL_STARTS) ->
     return ids
 
 
+def by_length(tokenizer: Any, texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``texts`` in batches of similar token length, so that little is spent on padding.
+
+    Every text's result is independent of its batch, so callers put results back in input order.
+    """
+    lengths = [len(encode_text(tokenizer, t)) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
 def last_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 32,
                   intervention: AbstractContextManager[Any] | None = None) -> torch.Tensor:
     """Log-probabilities of the next token after each text: ``(N, V)`` float32."""
     import torch
 
-    out = []
+    out: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+    device = str(next(model.parameters()).device)
     with torch.inference_mode(), (intervention or nullcontext()):  # a context manager enters once
-        for start in range(0, len(texts), batch_size):
-            enc = encode_batch(tokenizer, texts[start : start + batch_size], str(next(model.parameters()).device))
+        for batch in by_length(tokenizer, texts, batch_size):
+            enc = encode_batch(tokenizer, [texts[i] for i in batch], device)
             logits = _forward(model, enc).logits[:, -1, :].float()  # (B, V)
-            out.append(torch.log_softmax(logits, dim=-1).cpu())
-    return torch.cat(out)
+            for i, row in zip(batch, torch.log_softmax(logits, dim=-1).cpu(), strict=True):
+                out[i] = row
+    return torch.stack(out)
 
 
 def refusal_score(logprobs: torch.Tensor, refusal_ids: Sequence[int]) -> torch.Tensor:
@@ -83,10 +95,9 @@ def _cross_entropy(model: Any, tokenizer: Any, texts: Sequence[str], prefixes: S
                    batch_size: int, device: str) -> list[float]:
     import torch
 
-    result: list[float] = []
-    for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start : start + batch_size])
-        enc = encode_batch(tokenizer, chunk, device)
+    result = [float("nan")] * len(texts)
+    for batch in by_length(tokenizer, texts, batch_size):
+        enc = encode_batch(tokenizer, [texts[i] for i in batch], device)
         ids, mask = enc["input_ids"], enc["attention_mask"]  # (B, T)
         # a target counts when it and the token predicting it are both real: with left padding,
         # a row's first token would otherwise be "predicted" from a pad position
@@ -94,14 +105,19 @@ def _cross_entropy(model: Any, tokenizer: Any, texts: Sequence[str], prefixes: S
         if prefixes is not None:
             T = ids.shape[1]
             lengths = mask.sum(dim=1)
-            for row, prefix in enumerate(prefixes[start : start + batch_size]):
-                n_prefix = len(encode_text(tokenizer, prefix))  # counts the BOS token, as the text's ids do
+            for row, i in enumerate(batch):
+                n_prefix = len(encode_text(tokenizer, prefixes[i]))  # counts the BOS token, as the text's ids do
                 first = int(T - lengths[row]) + n_prefix  # padded column of the first scored token
                 scored[row, : max(0, first - 1)] = False
-        out = model(**enc, use_cache=False)
-        logits = out.logits[:, :-1, :].float()  # (B, T-1, V)
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-        for row in range(ids.shape[0]):
+        # Rows are left-padded, so every scored target lies in the last `keep` columns: the
+        # vocabulary projection (most of the cost for a large vocabulary) skips the prefixes.
+        cols = scored.any(dim=0).nonzero()
+        keep = int(scored.shape[1] - cols[0]) if len(cols) else 1
+        logits = _forward(model, enc, logits_to_keep=keep + 1).logits[:, -keep - 1 : -1, :].float()  # (B, keep, V)
+        targets, scored = ids[:, -keep:], scored[:, -keep:]
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        for row, i in enumerate(batch):
             sel = scored[row]
-            result.append(float(nll[row][sel].mean()) if bool(sel.any()) else float("nan"))
+            if bool(sel.any()):
+                result[i] = float(nll[row][sel].mean())
     return result
