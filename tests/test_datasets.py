@@ -442,3 +442,11 @@ def test_hub_without_datasets_package_says_what_to_install(monkeypatch: pytest.M
 def test_bad_hub_spec() -> None:
     with pytest.raises(DatasetError, match="bad Hub spec"):
         load_dataset("hf:")
+
+
+def test_a_null_category_means_none_given_but_a_wrong_type_is_still_an_error(tmp_path: Path) -> None:
+    rows = [{"id": "a", "prompt": "Hi", "category": None}, {"id": "b", "prompt": "Yo", "category": "x"}]
+    loaded = load_dataset(str(jsonl(tmp_path / "null.jsonl", rows)))
+    assert [r.category for r in loaded.records] == ["uncategorized", "x"]
+    with pytest.raises(DatasetError, match=r"bad\.jsonl:1.*category"):
+        load_dataset(str(jsonl(tmp_path / "bad.jsonl", [{"id": "a", "prompt": "Hi", "category": 3}])))

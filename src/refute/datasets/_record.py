@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MatchKind = Literal["exact", "normalized", "includes", "regex", "numeric", "choice"]
 
@@ -20,3 +20,9 @@ class Record(BaseModel):
     target: str | None = Field(None, description="Known answer, for capability tasks.")
     match: MatchKind | None = Field(None, description="How `target` is checked against a reply.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Anything else.")
+
+    @field_validator("category", mode="before")
+    @classmethod
+    def _no_category(cls, value: Any) -> Any:
+        """``"category": null`` (as exported datasets often write it) means no category given."""
+        return "uncategorized" if value is None else value

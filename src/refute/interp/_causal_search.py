@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from refute.interp._capture import _forward, encode_batch
-from refute.interp._directions import Direction, ablate
-from refute.interp._scores import by_length, refusal_score
+from refute.interp._directions import Direction, ablate, every_write
+from refute.interp._scores import by_length, last_logprobs, refusal_score
 from refute.interp._sites import Site, find_layers, hooks
 
 if TYPE_CHECKING:
@@ -184,7 +184,6 @@ def exact_scores(model: Any, tokenizer: Any, texts: Sequence[str], refusal_ids: 
     """
     import torch
 
-    from refute.interp._scores import last_logprobs
 
     def score(directions: list[Direction]) -> list[float]:
         if len(directions) == 1:
@@ -212,7 +211,6 @@ def _repeated_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], copies:
     [first row])`` applied at every ablation site of each batch."""
     import torch
 
-    from refute.interp._directions import every_write
 
     device = str(next(model.parameters()).device)
     enc = encode_batch(tokenizer, texts, device)
