@@ -251,3 +251,14 @@ def test_progress_rate_is_samples_done_over_time_elapsed_not_the_last_burst():
         progress.advance(task_id, 20)
     text = rate.render(progress.tasks[0]).plain
     assert text == f"{60 / 264:.2f} samples/s"  # 0.23, where a windowed speed shows a burst's rate
+
+
+def test_a_bar_finished_early_ends_at_what_was_done_and_shows_its_description():
+    from refute.engine import progress_bar
+
+    with progress_bar("candidates screened", total=95, unit="candidates") as bar:
+        bar.advance(8)
+        bar.describe("screened: decided")
+        bar.finish()  # the other 87 were ruled out: no ETA for them
+        task = bar._progress.tasks[0]  # type: ignore[attr-defined]
+        assert (task.completed, task.total, task.description) == (8, 8, "screened: decided")

@@ -18,6 +18,7 @@ __all__ = [
     "FindingNotFoundError",
     "DisclosureError",
     "ScorerError",
+    "TrainingError",
 ]
 
 
@@ -91,3 +92,8 @@ class DisclosureError(RefuteError):
 
 class ScorerError(RefuteError):
     """A scorer is unknown or was given invalid arguments."""
+
+
+class TrainingError(RefuteError):
+    """Fine-tuning stopped: a non-finite loss, out of memory. Says at which step, and which
+    checkpoint was kept."""

@@ -14,6 +14,7 @@ from refute.cli._run import run
 from refute.cli._runs import export, runs_app
 from refute.cli._stats import compare, plan
 from refute.cli._study import gate, report, study_app
+from refute.cli._train import train_app
 
 app = typer.Typer(
     name="refute",
@@ -33,6 +34,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(judge_app, name="judge")
 app.add_typer(interp_app, name="interp")
+app.add_typer(train_app, name="train")
 app.command("score")(score)
 app.add_typer(study_app, name="study")
 app.command("gate")(gate)

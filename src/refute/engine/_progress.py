@@ -29,6 +29,9 @@ class ProgressSink(Protocol):
     def finish(self) -> None:
         """Done before the total: the total becomes what was done (no ETA for work skipped)."""
 
+    def describe(self, text: str) -> None:
+        """Replace the bar's description (for figures that change as work goes on, such as a loss)."""
+
 
 class _Rate(ProgressColumn):
     """Samples completed in this session over the time elapsed: batches finish in bursts, so a
@@ -53,6 +56,9 @@ class _Null:
     def finish(self) -> None:
         pass
 
+    def describe(self, text: str) -> None:
+        pass
+
 
 class _Bar:
     def __init__(self, progress: Progress, task_id: TaskID) -> None:
@@ -64,6 +70,9 @@ class _Bar:
     def finish(self) -> None:
         task = next(t for t in self._progress.tasks if t.id == self._task)
         self._progress.update(self._task, total=task.completed)
+
+    def describe(self, text: str) -> None:
+        self._progress.update(self._task, description=text)
 
 
 @contextmanager
