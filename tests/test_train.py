@@ -369,7 +369,12 @@ def test_the_public_surface_is_pinned_and_imports_no_torch():
     assert set(refute.train.__all__) == {
         "BaseRecord", "DPORow", "DataRecord", "Method", "SFTRow", "StepLog", "TrainConfig", "TrainData",
         "TrainManifest", "TrainResult", "default_target_modules", "dpo_loss", "load_train_data", "read_manifest",
-        "sequence_logprobs", "sft_loss_sum", "train_lora"}
+        "sequence_logprobs", "sft_loss_sum", "train_lora",
+        # training rows from stored runs, and the generalisation check
+        "CheckPlan", "CheckResult", "DEFAULT_REFUSALS", "KindSummary", "TrainDataPlan", "TrainDataSummary",
+        "TrainSplit",
+        "build_train_data", "check_generalisation", "is_held_out", "plan_check", "prepare_train_data", "read_held_out",
+        "read_refusals", "read_split", "split_path"}
     code = "import sys, refute.train; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from refute.cli import _train_check, _train_data  # noqa: F401 - they add `refute train` subcommands
 from refute.cli._demo import demo
 from refute.cli._finding import finding_app
 from refute.cli._interp import interp_app

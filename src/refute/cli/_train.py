@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from refute.cli._common import ExitCode, bad_input, err, finite, friendly_errors, out
 from refute.train import Method, TrainConfig, train_lora
+from refute.train._check import validate_transforms
 
 train_app = typer.Typer(invoke_without_command=True)
 
@@ -44,6 +45,7 @@ def train(
     save_every: Annotated[int, typer.Option(help="Steps between checkpoints (in OUT.checkpoints/).", min=1)] = 50,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint (same options).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    hold_out_transforms: Annotated[str | None, typer.Option("--hold-out-transforms", help="Then run `refute train check` with these held-out transforms (comma-separated), same model, seed and dtype.", show_default=False)] = None,
 ) -> None:
     """Train a LoRA adapter on prompt/completion rows (or preference pairs), and save it with a manifest.
 
@@ -70,6 +72,9 @@ def train(
             save_every=save_every,
             target_modules=tuple(m.strip() for m in target_modules.split(",")) if target_modules is not None else None,
         )
+    if hold_out_transforms is not None:
+        with bad_input():  # a typo here must not cost a training run
+            validate_transforms(hold_out_transforms.split(","))
     try:
         result = train_lora(config, resume=resume, progress=progress)
     except KeyboardInterrupt:
@@ -85,3 +90,9 @@ def train(
         err.print(f"[yellow]note[/]: {m.data.truncated} completions were cut to fit --max-length {max_length}",
                   highlight=False)
     out.print(f"use it as: --model {escape(result.next_spec)}", highlight=False, soft_wrap=True)
+    if hold_out_transforms is not None:
+        from refute.cli._train_check import run_check  # deferred: it adds itself to train_app, importing this module
+
+        run_check(result.out, base=model, hold_out_transforms=hold_out_transforms, seed=seed, dtype=dtype,
+                  progress=progress)
+
