@@ -63,9 +63,9 @@ def bare_loop(rows: list[dict], args: argparse.Namespace, model_dir: str) -> dic
                                                        target_modules=targets, task_type="CAUSAL_LM"))
     examples = []
     for r in rows:
-        prompt = tok.apply_chat_template([{"role": "user", "content": r["prompt"]}], tokenize=True,
-                                         add_generation_prompt=True)
-        prompt = list(prompt["input_ids"] if isinstance(prompt, dict) else prompt)
+        text = tok.apply_chat_template([{"role": "user", "content": r["prompt"]}], tokenize=False,
+                                       add_generation_prompt=True)
+        prompt = tok(text, add_special_tokens=False)["input_ids"]
         completion = tok(r["completion"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         examples.append((prompt, completion))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)

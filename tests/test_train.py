@@ -128,6 +128,11 @@ def test_tokens_are_the_prompt_generation_sees_then_the_completion_and_eos(tiny_
     assert cut.completions[0] == example.completions[0][:1] and cut.truncated
     with pytest.raises(DatasetError, match=r"d\.jsonl:1: field 'prompt': the prompt is \d+ tokens"):
         encode_data(tok, data, max_length=n, eos=tok.eos_token_id)
+    # a reply cut at a token limit (ends: false) is learned as a start, with no EOS after it
+    path = _write_rows(tmp_path / "open.jsonl", [{"id": "b", "prompt": "What is 2 + 2?", "completion": "4.",
+                                                  "ends": False}])
+    [open_row] = encode_data(tok, load_train_data(path), max_length=512, eos=tok.eos_token_id)
+    assert list(open_row.completions[0]) == tok("4.", add_special_tokens=False).input_ids
 
 
 # --- training ------------------------------------------------------------------------------------

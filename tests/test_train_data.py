@@ -179,7 +179,7 @@ def test_benign_rows_keep_only_the_models_own_helpful_finished_and_correct_answe
     out = tmp_path / "train.jsonl"
     summary = build_train_data(store, [run_id], out=out, benign_runs=[look, tasks])
     rows = _rows(out)
-    for kind, source, keep in (("benign", look, lambda i: i % 3 != 0 and i != 4),
+    for kind, source, keep in (("benign", look, lambda i: i % 3 != 0),  # 4 was cut: kept, open
                                ("task", tasks, lambda i: i != 1 and i % 2 == 0)):
         samples = store.samples(source)
         want = {s.id for i, s in enumerate(samples) if keep(i) and not is_held_out(s.prompt_id, 0, 0.5)}
@@ -195,7 +195,11 @@ def test_benign_rows_keep_only_the_models_own_helpful_finished_and_correct_answe
     assert split.benign_dataset == "benign-lookalike" and split.tasks_dataset == "benign-tasks"
     assert split.benign_runs == [look, tasks] and summary.generated_runs == ()
     by_kind = {k.kind: k for k in summary.kinds}
-    assert by_kind["benign"].dropped["refused"] == 4 and by_kind["benign"].dropped["cut"] == 1
+    assert by_kind["benign"].dropped["refused"] == 4 and "cut" not in by_kind["benign"].dropped
+    cut = store.samples(look)[4]
+    open_rows = [r for r in rows if r.get("ends") is False]
+    assert [r["source"]["sample_id"] for r in open_rows] == ([] if is_held_out(cut.prompt_id, 0, 0.5) else [cut.id])
+    assert by_kind["benign"].open_rows == len(open_rows)
     assert by_kind["task"].dropped["wrong"] == 5 and by_kind["task"].dropped["refused"] == 1
     assert len(load_train_data(out)) == len(rows)
 

@@ -82,7 +82,7 @@ def read_held_out(adapter: str | Path, split: str | Path | None = None) -> HeldO
     """The held-out prompts of an adapter: its manifest, the split (default: beside the manifest's
     data path, ``DATA.split.json``) and the training rows' provenance, each checked against the others.
 
-    When the split lists no held-out benign (or task) ids, they are every id of that dataset that no
+    The held-out benign (and task) ids are the split's, then every other id of that dataset that no
     training row came from and the split does not list as trained on.
     """
     adapter = Path(adapter)
@@ -136,9 +136,10 @@ def _provenance(data_path: Path, manifest: TrainManifest) -> list[dict[str, Any]
 
 
 def _held_out(listed: Sequence[str], dataset: str, trained: set[str]) -> tuple[str, ...]:
-    if listed:
-        return tuple(listed)
-    return tuple(r.id for r in load_dataset(dataset).records if r.id not in trained)
+    """The split's held-out ids first, then the dataset's other ids that training never saw (answers
+    were generated for only the first few prompts of a dataset, so most of it is held out too)."""
+    others = [r.id for r in load_dataset(dataset).records if r.id not in trained and r.id not in set(listed)]
+    return (*listed, *others)
 
 
 # --- the plan: every condition's task, checked before anything runs -------------------------------

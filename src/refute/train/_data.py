@@ -32,6 +32,8 @@ class SFTRow(BaseModel):
     completion: str = Field(min_length=1, description="The assistant reply to learn; the loss is on it alone.")
     system: str | None = Field(None, description="A system message before the prompt.")
     source: dict[str, Any] | None = Field(None, description="Provenance: the run, sample or labeller it came from.")
+    ends: bool = Field(True, description="The completion is the whole reply, so EOS follows it. False for a reply "
+                                        "cut at a token limit: the model learns how it starts, not to stop there.")
 
 
 class DPORow(BaseModel):

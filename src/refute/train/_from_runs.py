@@ -132,7 +132,8 @@ class KindSummary:
     usable: int  # harmful: complied variants; benign and task: helpful, finished (and correct) answers
     rows: int
     by_transform: dict[str, int]  # rows per chain
-    dropped: dict[str, int]  # reason -> samples: held_out, refused, wrong, cut, unscored, multi_turn, duplicate
+    dropped: dict[str, int]  # reason -> samples: held_out, refused, wrong, empty, unscored, multi_turn, duplicate
+    open_rows: int = 0  # rows whose reply was cut at the token limit: kept without EOS (``ends: false``)
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,9 @@ class TrainDataSummary:
         for k in self.kinds:
             what = "complied variants" if k.kind == "harmful-refusal" else "usable answers"
             dropped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(k.dropped.items()) if n)
+            opened = f" ({k.open_rows} cut at the token limit, kept open)" if k.open_rows else ""
             lines.append(f"{k.kind}: {k.usable} {what} of {k.samples} samples (runs {', '.join(k.runs)}); "
-                         f"{k.rows} rows" + (f"; not written: {dropped}" if dropped else ""))
+                         f"{k.rows} rows{opened}" + (f"; not written: {dropped}" if dropped else ""))
             if k.by_transform and k.kind == "harmful-refusal":
                 lines.append("  rows by transform: " + ", ".join(f"{c} {n}" for c, n in sorted(k.by_transform.items())))
         if self.generated_runs:
@@ -410,7 +412,7 @@ def _benign_rows(store: Store, run: RunRecord, kind: RowKind, plan: TrainDataPla
     by_chain: Counter[str] = Counter()
     ids: set[str] = set()
     seen: set[tuple[str | None, str]] = set()
-    samples = usable = 0
+    samples = usable = open_rows = 0
     for s in store.samples(run.id, include_errors=False):
         ids.add(s.prompt_id)
         if s.transform_chain != "none" and s.transform_chain not in plan.chains:
@@ -432,9 +434,10 @@ def _benign_rows(store: Store, run: RunRecord, kind: RowKind, plan: TrainDataPla
             dropped["duplicate"] += 1
             continue
         seen.add(turns)
-        rows.append(_row(kind, run, s, turns, s.completion or ""))
+        rows.append(_row(kind, run, s, turns, s.completion or "") | ({"ends": False} if _cut(s) else {}))
         by_chain[s.transform_chain] += 1
-    summary = KindSummary(kind, (run.id,), samples, usable, len(rows), dict(by_chain), dict(dropped))
+        open_rows += _cut(s)
+    summary = KindSummary(kind, (run.id,), samples, usable, len(rows), dict(by_chain), dict(dropped), open_rows)
     return _Built(rows, summary, _split(ids, plan))
 
 
@@ -446,9 +449,15 @@ def _unusable(sample: SampleRecord, kind: RowKind, refusal: str | None, correct:
         return "refused"
     if kind == "task" and correct != "correct":
         return "wrong"
-    if sample.finish_reason == "length" or sample.truncated or not (sample.completion or "").strip():
-        return "cut"  # a reply cut mid-sentence would teach the model to stop mid-sentence
+    if not (sample.completion or "").strip():
+        return "empty"
     return None
+
+
+def _cut(sample: SampleRecord) -> bool:
+    """A reply stopped by the token limit: kept as an open row (``ends: false``, no EOS after it), so the
+    model learns how a helpful answer starts without learning to stop mid-sentence."""
+    return sample.finish_reason == "length" or bool(sample.truncated)
 
 
 def _generate(store: Store, model: ModelBackend, source: _Source, plan: TrainDataPlan, progress: bool) -> RunRecord:

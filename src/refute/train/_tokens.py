@@ -3,8 +3,9 @@
 The prompt (system and user messages) is rendered with the model's chat template and tokenised by
 `refute.models.encode`, ending at the assistant header: the very ids the ``hf`` backend generates
 from. The completion is tokenised on its own (no special tokens) and followed by the EOS token, so
-the model learns to stop. Only completion tokens carry a loss (labels are -100 on the prompt and
-the padding). A row longer than ``max_length`` loses the end of its completion; a prompt that
+the model learns to stop; a reply marked ``ends: false`` (cut at a token limit) gets no EOS: the
+model learns how it starts, not a false stop. Only completion tokens carry a loss (labels are
+-100 on the prompt and the padding). A row longer than ``max_length`` loses the end of its completion; a prompt that
 leaves no room for any completion token is an error naming its line.
 """
 
@@ -75,7 +76,8 @@ def encode_data(tokenizer: Any, data: TrainData, max_length: int, eos: int) -> l
                                "for the completion", path=str(data.path), line=line, field="prompt",
                                hint="raise --max-length or shorten the prompt")
         texts = (row.completion,) if isinstance(row, SFTRow) else (row.chosen, row.rejected)
-        full = [(*tokenizer(text, add_special_tokens=False).input_ids, eos) for text in texts]
+        end = (eos,) if not isinstance(row, SFTRow) or row.ends else ()  # an open reply gets no EOS
+        full = [(*tokenizer(text, add_special_tokens=False).input_ids, *end) for text in texts]
         examples.append(Example(prompt, tuple(c[:room] for c in full), any(len(c) > room for c in full)))
     return examples
 
