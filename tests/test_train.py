@@ -379,7 +379,34 @@ def test_the_public_surface_is_pinned_and_imports_no_torch():
         "CheckPlan", "CheckResult", "DEFAULT_REFUSALS", "KindSummary", "TrainDataPlan", "TrainDataSummary",
         "TrainSplit",
         "build_train_data", "check_generalisation", "is_held_out", "plan_check", "prepare_train_data", "read_held_out",
-        "read_refusals", "read_split", "split_path"}
+        "read_refusals", "read_split", "split_path", "merge_adapter"}
     code = "import sys, refute.train; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_merged_weights_load_as_a_model_and_give_the_adapters_outputs(trainable_dir, sft_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from refute.cli._app import app
+
+    out = tmp_path / "fix1"
+    result = train_lora(_config(trainable_dir, sft_file, out, steps=20), progress=False)
+    merged = tmp_path / "merged"
+    done = CliRunner().invoke(app, ["train", "merge", "--adapter", str(out), "--out", str(merged),
+                                    "--dtype", "float32"])
+    assert done.exit_code == 0, done.output
+    assert f"hf:{merged}" in done.output.replace("\n", "")
+    record = json.loads((merged / "refute_intervention.json").read_text())
+    assert record["intervention"] == "lora-merge" and record["manifest"]["steps"] == 20
+    prompts = [p for p, _ in PAIRS]
+    assert _greedy(f"hf:{merged}", prompts) == _greedy(result.next_spec, prompts) != _greedy(f"hf:{trainable_dir}",
+                                                                                             prompts)
+    import hashlib
+
+    backend = load_model(result.next_spec, dtype="float32")  # its runs name the training that made it
+    [edit] = backend.info.details["spec"]["edits"]
+    backend.close()
+    assert edit["manifest_sha256"] == hashlib.sha256((out / "refute_train.json").read_bytes()).hexdigest()
+    again = CliRunner().invoke(app, ["train", "merge", "--adapter", str(out), "--out", str(merged)])
+    assert again.exit_code == 2 and "already exists" in again.output

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from refute.cli._common import ExitCode, bad_input, err, finite, friendly_errors, out
-from refute.train import Method, TrainConfig, train_lora
+from refute.train import Method, TrainConfig, merge_adapter, train_lora
 from refute.train._check import validate_transforms
 
 train_app = typer.Typer(invoke_without_command=True)
@@ -96,3 +96,21 @@ def train(
         run_check(result.out, base=model, hold_out_transforms=hold_out_transforms, seed=seed, dtype=dtype,
                   progress=progress)
 
+
+@train_app.command("merge")
+@friendly_errors
+def merge(
+    adapter: Annotated[Path, typer.Option("--adapter", help="The adapter folder `refute train` wrote.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the merged model (must not exist).")],
+    base: Annotated[str | None, typer.Option("--base", help="Base model spec (default: the one in the adapter's manifest).", show_default=False)] = None,
+    dtype: Annotated[str, typer.Option(help="auto (bf16 where the CPU supports it), float32, bfloat16.")] = "auto",
+) -> None:
+    """Save a trained adapter merged into its base model's weights, as a model folder any tool loads.
+
+    Example: refute train merge --adapter adapters/fix1 --out models/fixed
+
+    Then: refute run --model hf:models/fixed ...
+    """
+    written = merge_adapter(adapter, out_dir, base=base, dtype=dtype)
+    out.print(f"wrote {escape(str(written))}; use it as: --model hf:{escape(str(written))}", highlight=False,
+              soft_wrap=True)

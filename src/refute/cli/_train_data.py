@@ -4,7 +4,7 @@ benign answers), with a held-out split of the prompts beside them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -56,22 +56,22 @@ def data(
         missing = [name for name, value in (("--from", runs), ("--out", out_file)) if not value]
         raise typer.BadParameter(f"missing {' and '.join(missing)}; see refute train data --help",
                                  param_hint=" / ".join(missing))
-    settings = dict(
+    settings: dict[str, Any] = dict(
         out=out_file, benign=_none(benign), tasks=_none(tasks), benign_runs=benign_run or [],
         benign_limit=benign_limit, tasks_limit=tasks_limit, hold_out=hold_out, seed=seed, max_tokens=max_tokens,
         transforms=[t for t in transforms.split(",") if t.strip()] if transforms is not None else None)
     with store_from(store) as db:
         with bad_input():  # every run, scorer, chain and path is checked before a model loads
             settings["refusals"] = read_refusals(refusals) if refusals is not None else None
-            plan = prepare_train_data(db, runs, **settings)  # type: ignore[arg-type]
+            plan = prepare_train_data(db, runs, **settings)
         if plan.needs_model:
             spec = model or plan.model_spec
             err.print(f"generating benign answers with {escape(spec)}", highlight=False)
             with loaded_models(spec, {}) as models:
                 summary = build_train_data(db, runs, model=models["target"], progress=progress,
-                                           **settings)  # type: ignore[arg-type]
+                                           **settings)
         else:
-            summary = build_train_data(db, runs, progress=progress, **settings)  # type: ignore[arg-type]
+            summary = build_train_data(db, runs, progress=progress, **settings)
     for line in summary.lines():
         out.print(escape(line), highlight=False, soft_wrap=True)
     out.print(f"next: refute train --model {escape(plan.model_spec)} --data {escape(str(summary.out))} "

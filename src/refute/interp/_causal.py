@@ -248,7 +248,8 @@ class _Phases:
     """Each phase's message goes to ``progress`` as it starts; its seconds add up in ``seconds``."""
 
     def __init__(self, progress: Callable[[str], None] | None) -> None:
-        self.progress, self.seconds = progress, {}
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
 
     @contextmanager
     def __call__(self, name: str, message: str) -> Iterator[None]:
@@ -329,20 +330,20 @@ def run_causal(backend: Any, store: Any, config: CausalConfig | None = None, *,
                         exhaustive=cfg.exhaustive, min_screen=cfg.min_screen, margin=cfg.screen_margin,
                         per_pass=cfg.per_pass, on_screen=bar.advance)
         filtered: dict[tuple[int, int], dict[str, Any]] = {}
-        best = None
+        best: tuple[int, int] | None = None
         while len(filtered) < cfg.screen_top:  # best ablation first; stop at the first that passes
-            key = search.next_to_try(set(filtered))
-            if key is None:
+            cand = search.next_to_try(set(filtered))
+            if cand is None:
                 break
-            d = candidates[key]
-            row = filtered[key] = {"kl": float(next_token_kl(base_t, lp(val_t, ablate(model, d))).mean())}
+            d = candidates[cand]
+            row = filtered[cand] = {"kl": float(next_token_kl(base_t, lp(val_t, ablate(model, d))).mean())}
             row["addition_score"] = float(refusal_score(lp(val_b, add_direction(model, d, d.layer)), ref_ids).mean())
             row["passes"] = row["kl"] <= cfg.max_kl and row["addition_score"] > base_score_b
             if row["passes"]:  # the CE filter is the dearest: only for candidates that pass the others
                 row["ce_change"] = _mean([a - b for a, b in zip(ce(val_plain, ablate(model, d)), base_ce, strict=True)])
                 row["passes"] = row["ce_change"] <= cfg.max_ce
             if row["passes"]:
-                best = key
+                best = cand
                 break
         bar.finish()  # the candidates left were ruled out, not skipped over
     screen = [{"layer": k[0], "position": k[1], "estimate": estimates[k], "ablation_score": search.exact[k],

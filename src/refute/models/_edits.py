@@ -171,7 +171,9 @@ class LoraEdit:
         return f"lora:{self.directory}"
 
     def record(self) -> dict[str, Any]:
-        return {"kind": self.kind, "directory": str(self.path)}
+        manifest = self.path / "refute_train.json"  # written by `refute train`: the run names its training
+        extra = {"manifest_sha256": file_sha256(manifest)} if manifest.is_file() else {}
+        return {"kind": self.kind, "directory": str(self.path), **extra}
 
 
 Edit = AblateEdit | SteerEdit | SAEEdit | LoraEdit

@@ -22,6 +22,7 @@ from refute.train._from_runs import (
 from refute.train._loop import StepLog
 from refute.train._losses import dpo_loss, sequence_logprobs, sft_loss_sum
 from refute.train._manifest import BaseRecord, DataRecord, TrainManifest, read_manifest
+from refute.train._merge import merge_adapter
 from refute.train._run import TrainResult, default_target_modules, train_lora
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "dpo_loss",
     "is_held_out",
     "load_train_data",
+    "merge_adapter",
     "plan_check",
     "prepare_train_data",
     "read_held_out",

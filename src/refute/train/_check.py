@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -280,14 +280,15 @@ def check_generalisation(store: Store, base: ModelSource, trained: ModelSource, 
     attacker for crescendo, a rewriter) serve both sides alike.
     """
     sides: dict[str, dict[str, RunRecord]] = {}
-    for side, source in (("base", base), ("trained", trained)):
-        model = source if hasattr(source, "generate") else source()  # type: ignore[operator]
+    order: tuple[tuple[Side, ModelSource], ...] = (("base", base), ("trained", trained))
+    for side, source in order:
+        loaded = not hasattr(source, "generate")  # a function that loads it: closed after its turn
+        model = cast(Callable[[], ModelBackend], source)() if loaded else cast(ModelBackend, source)
         try:
             parent = sides["base"]["trained"].id if side == "trained" else None
-            sides[side] = run_side(store, model, plan, side, helpers=helpers, parent=parent,  # type: ignore[arg-type]
-                                   progress=progress)
+            sides[side] = run_side(store, model, plan, side, helpers=helpers, parent=parent, progress=progress)
         finally:
-            if model is not source:
+            if loaded:
                 model.close()
     runs = {side: {key: run.id for key, run in found.items()} for side, found in sides.items()}
     specs = {side: next(iter(found.values())).model_spec for side, found in sides.items()}

@@ -270,7 +270,7 @@ def prepare_train_data(store: Store, run_ids: Sequence[str], *, out: str | Path,
         sources.append(_Source(kind, run=run))
     for kind, dataset, limit in (("benign", benign, benign_limit), ("task", tasks, tasks_limit)):
         if dataset and kind not in covered:
-            sources.append(_Source(kind, dataset=dataset, limit=limit))  # type: ignore[arg-type]
+            sources.append(_Source(kind, dataset=dataset, limit=limit))
     return TrainDataPlan(runs=runs, scorer=scorer, dataset=datasets.pop(), chains=chains, all_chains=present,
                          sources=tuple(sources), out=out, refusals=texts, hold_out=hold_out, seed=seed,
                          max_tokens=max_tokens)
@@ -322,7 +322,7 @@ def build_train_data(store: Store, run_ids: Sequence[str], *, out: str | Path,
                           "try other transforms, a lower --hold-out or another --seed")
     rows += harmful.rows
     kinds = [harmful.summary]
-    splits: dict[str, tuple[str, list[str], list[str]]] = {}
+    splits: dict[str, tuple[str | None, list[str], list[str]]] = {}
     generated: list[str] = []
     for source in plan.sources:
         run = source.run
@@ -335,8 +335,9 @@ def build_train_data(store: Store, run_ids: Sequence[str], *, out: str | Path,
         rows += got.rows
         kinds.append(got.summary)
         splits[source.kind] = (_dataset(run), *got.split)
-    benign_split = splits.get("benign", (None, [], []))
-    task_split = splits.get("task", (None, [], []))
+    empty: tuple[str | None, list[str], list[str]] = (None, [], [])
+    benign_split = splits.get("benign", empty)
+    task_split = splits.get("task", empty)
     split = TrainSplit(
         dataset=plan.dataset, runs=[r.id for r in plan.runs], model_spec=plan.model_spec, seed=plan.seed,
         hold_out=plan.hold_out, transforms=list(plan.chains),
