@@ -37,8 +37,10 @@ def data(
     store: StoreOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
 ) -> None:
-    """Build SFT rows from measurements: a refusal for each transformed request the model complied with,
-    and the model's own answers to benign look-alikes and tasks, so the fix keeps helpfulness.
+    """Build training rows from stored runs: refusals for complied variants, the model's own benign answers.
+
+    A refusal for each transformed request the model complied with, and the model's own answers to
+    benign look-alikes and tasks, so the fix keeps helpfulness.
 
     Prompts are split by a seeded hash into train and held out (--hold-out); rows come from train
     prompts only, and OUT.split.json lists both halves for re-measuring on prompts never trained on.
