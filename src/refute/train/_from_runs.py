@@ -381,23 +381,33 @@ def _harmful_rows(store: Store, plan: TrainDataPlan) -> _Built:
             if verdict != "complied":
                 continue
             usable += 1
-            if is_held_out(s.prompt_id, plan.seed, plan.hold_out):
-                dropped["held_out"] += 1
-                continue
-            turns = _input(s)
+            turns = _trainable(s, plan, seen, dropped)
             if turns is None:
-                dropped["multi_turn"] += 1
                 continue
-            if turns in seen:
-                dropped["duplicate"] += 1
-                continue
-            seen.add(turns)
             pick = derive_seed("train-data-refusal", plan.seed, run.id, s.id) % len(plan.refusals)
             rows.append(_row("harmful-refusal", run, s, turns, plan.refusals[pick]))
             by_chain[s.transform_chain] += 1
     summary = KindSummary("harmful-refusal", tuple(r.id for r in plan.runs), samples, usable, len(rows),
                           dict(by_chain), dict(dropped))
     return _Built(rows, summary, _split(ids, plan))
+
+
+def _trainable(sample: SampleRecord, plan: TrainDataPlan, seen: set[tuple[str | None, str]],
+               dropped: Counter[str]) -> tuple[str | None, str] | None:
+    """A usable sample's (system, user) turns if it can be a training row, else None with the reason
+    counted: its prompt is held out, it has several user turns, or the same turns were taken already."""
+    if is_held_out(sample.prompt_id, plan.seed, plan.hold_out):
+        dropped["held_out"] += 1
+        return None
+    turns = _input(sample)
+    if turns is None:
+        dropped["multi_turn"] += 1
+        return None
+    if turns in seen:
+        dropped["duplicate"] += 1
+        return None
+    seen.add(turns)
+    return turns
 
 
 # -- benign and task rows ---------------------------------------------------------------------
@@ -424,17 +434,9 @@ def _benign_rows(store: Store, run: RunRecord, kind: RowKind, plan: TrainDataPla
             dropped[reason] += 1
             continue
         usable += 1
-        if is_held_out(s.prompt_id, plan.seed, plan.hold_out):
-            dropped["held_out"] += 1
-            continue
-        turns = _input(s)
+        turns = _trainable(s, plan, seen, dropped)
         if turns is None:
-            dropped["multi_turn"] += 1
             continue
-        if turns in seen:
-            dropped["duplicate"] += 1
-            continue
-        seen.add(turns)
         rows.append(_row(kind, run, s, turns, s.completion or "") | ({"ends": False} if _cut(s) else {}))
         by_chain[s.transform_chain] += 1
         open_rows += _cut(s)
