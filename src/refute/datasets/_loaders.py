@@ -256,21 +256,31 @@ def _load_hub(spec: str, adapter: Adapter | None, columns: dict[str, str] | None
 
 
 def _read_text(path: Path) -> str:
+    return decode_text(read_file(path), str(path))
+
+
+def read_file(path: Path) -> bytes:
+    """A data file's bytes; `DatasetError` naming it when it is missing or unreadable."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise DatasetError("file not found", path=str(path)) from None
     except OSError as exc:
-        raise DatasetError(f"cannot read file: {exc.strerror}", path=str(path)) from exc
+        raise DatasetError(f"cannot read file: {exc.strerror or exc}", path=str(path)) from exc
+
+
+def decode_text(data: bytes, label: str) -> str:
+    """UTF-8 text (a BOM dropped); `DatasetError` naming the line of the first bad byte."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise DatasetError("not valid UTF-8", path=str(path), line=line, hint="save the file as UTF-8") from None
+        raise DatasetError("not valid UTF-8", path=label, line=line, hint="save the file as UTF-8") from None
 
 
-def _jsonl_rows(text: str, label: str) -> list[_Row]:
-    rows: list[_Row] = []
+def jsonl_objects(text: str, label: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; `DatasetError` naming a line that is not a JSON object."""
+    objects: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -280,7 +290,12 @@ def _jsonl_rows(text: str, label: str) -> list[_Row]:
             raise DatasetError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=label, line=number) from None
         if not isinstance(values, dict):
             raise DatasetError(f"expected a JSON object, got {type(values).__name__}", path=label, line=number)
-        rows.append(_Row(number, len(rows) + 1, values))
+        objects.append((number, values))
+    return objects
+
+
+def _jsonl_rows(text: str, label: str) -> list[_Row]:
+    rows = [_Row(number, index, values) for index, (number, values) in enumerate(jsonl_objects(text, label), start=1)]
     if not rows:
         raise DatasetError("empty file: no records", path=label)
     return rows

@@ -9,13 +9,13 @@ so a misspelt one is not silently dropped.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from refute.datasets._loaders import decode_text, jsonl_objects, read_file
 from refute.errors import DatasetError
 from refute.train._config import Method
 
@@ -78,29 +78,11 @@ def load_train_data(path: str | Path, method: Method = "sft") -> TrainData:
     """Read and validate every row; a `DatasetError` names the file, line and field of the first bad one."""
     path = Path(path)
     label = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError("file not found", path=label) from None
-    except OSError as exc:
-        raise DatasetError(f"cannot read file: {exc.strerror or exc}", path=label) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DatasetError("not valid UTF-8", path=label, line=line, hint="save the file as UTF-8") from None
+    raw = read_file(path)
     rows: list[Any] = []
     lines: list[int] = []
     first_line: dict[str, int] = {}
-    for number, line_text in enumerate(text.split("\n"), start=1):
-        if not line_text.strip():
-            continue
-        try:
-            values = json.loads(line_text)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=label, line=number) from None
-        if not isinstance(values, dict):
-            raise DatasetError(f"expected a JSON object, got {type(values).__name__}", path=label, line=number)
+    for number, values in jsonl_objects(decode_text(raw, label), label):
         row = _row(values, method, label, number)
         if row.id in first_line:
             raise DatasetError(f"duplicate id '{row.id}' (first on line {first_line[row.id]})", path=label,
