@@ -28,9 +28,7 @@ from _common import git_commit, machine
 PHASES = (
     ("capturing", "capture"),
     ("clean validation", "clean validation"),
-    ("pruning", "pruning"),
     ("screening", "screening"),
-    ("filters", "filters"),
     ("choosing the addition coefficient", "coefficient"),
     ("held-out:", "held-out"),
     ("cross-entropy", "cost"),
