@@ -27,7 +27,8 @@ def test_public_exports_are_pinned():
     assert set(refute.store.__all__) == {
         "SCHEMA_VERSION", "CachedReply", "CalibrationRecord", "FindingEvent", "FindingEventKind",
         "FindingRecord", "RunRecord", "RunStatus", "SampleRecord",
-        "ScoreRecord", "Store", "export_run", "open_store", "run_rows"}
+        "ScoreRecord", "Store", "export_run", "open_store", "run_rows", "HumanLabel", "LabelRecord", "QueueItem",
+        "ScorerLabel", "csv_cell"}
     assert {"TaskConfig", "run_task", "resume_run", "solver", "SampleState"} <= set(refute.engine.__all__)
     for module in (refute.models, refute.store, refute.engine):
         for name in module.__all__:

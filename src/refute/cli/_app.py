@@ -16,6 +16,7 @@ from refute.cli._runs import export, runs_app
 from refute.cli._stats import compare, plan
 from refute.cli._study import gate, report, study_app
 from refute.cli._train import train_app
+from refute.cli._view import view
 
 app = typer.Typer(
     name="refute",
@@ -41,6 +42,7 @@ app.add_typer(study_app, name="study")
 app.command("gate")(gate)
 app.command("report")(report)
 app.add_typer(finding_app, name="finding")
+app.command("view")(view)
 
 
 def main() -> None:

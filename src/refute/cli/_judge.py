@@ -1,5 +1,6 @@
 """`refute judge validate|sample` and `refute score`: measure a scorer against labels (a shipped
-set, or a person's labels of one run's own replies), draw replies to label, re-score a run."""
+set, or a person's labels of one run's own replies), draw replies to label (into the store's label
+queue, or a CSV sheet), re-score a run."""
 
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ from refute.scorers import (
     draw_label_sample,
     get_scorer,
     list_scorers,
+    queue_label_sample,
     rescore_run,
     save_validation,
     validate,
     validate_run,
+    validate_run_labels,
     write_label_sheet,
 )
 
@@ -89,38 +92,61 @@ def list_judges() -> None:
 @friendly_errors
 def sample_cmd(
     run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV file to write (its name ends in .csv).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write a CSV sheet to label (its name ends in .csv) instead of queueing the "
+        "replies in the store for the viewer.", show_default=False)] = None,
     n: Annotated[int, typer.Option("--n", help="Replies to draw.", min=1, max=1_000_000)] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the draw: the same seed draws the same replies.")] = 0,
     scorer: Annotated[str | None, typer.Option(
         "--scorer", "-s", help="Refusal scorer whose labels stratify the sample (default: the run's "
         "refusal scorer).", show_default=False)] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing file (it may hold a person's labels).")] = False,
+    force: Annotated[bool, typer.Option(help="With --output: replace an existing file (it may hold a person's "
+                                             "labels).")] = False,
     store: StoreOption = None,
 ) -> None:
-    """Draw a seeded sample of a run's replies for a person to label (a CSV).
+    """Draw a seeded sample of a run's replies for a person to label.
 
     The sample is stratified by the scorer's label (each label at least a tenth of it, when the run
-    has that many). Fill the empty label column with full_compliance, full_refusal or
-    partial_refusal (the XSTest categories; see the README), then measure the scorer on it:
+    has that many). The replies are queued in the store: label them in the viewer (refute view, the
+    run's label page), then measure the scorer on them: refute judge validate --run RUN. A later
+    draw (another --seed) is queued after them; replies queued already keep their place.
+
+    With --output, the sample is written as a CSV instead: fill its empty label column with
+    full_compliance, full_refusal or partial_refusal (the XSTest categories; see the README), then
     refute judge validate --run RUN --labels FILE.
 
-    Example: refute judge sample 3f2a --n 100 --seed 1 -o labels.csv
+    Examples:
+
+      refute judge sample 3f2a --n 100 --seed 1
+
+      refute judge sample 3f2a --n 100 --seed 1 -o labels.csv
     """
-    check_output_path(output, "--output")
-    if output.suffix.lower() != ".csv":
-        raise ConfigError(f"--output {output}: a label sheet is CSV; give a name ending in .csv")
-    if output.is_file() and not output.is_symlink() and not force:
-        raise ConfigError(f"--output {output}: the file exists and may hold a person's labels; give another "
-                          "name, or --force to replace it")
+    if output is not None:
+        check_output_path(output, "--output")
+        if output.suffix.lower() != ".csv":
+            raise ConfigError(f"--output {output}: a label sheet is CSV; give a name ending in .csv")
+        if output.is_file() and not output.is_symlink() and not force:
+            raise ConfigError(f"--output {output}: the file exists and may hold a person's labels; give another "
+                              "name, or --force to replace it")
     with store_from(store) as db:
         with bad_input():  # an unknown or unscored --scorer is the user's input (exit 2)
             sheet = draw_label_sample(db, run_id, n, seed=seed, scorer=scorer)
-        with atomic_output(output) as fh:
-            written = write_label_sheet(sheet, fh)
+        if output is None:
+            added = queue_label_sample(db, sheet)
+        else:
+            with atomic_output(output) as fh:
+                written = write_label_sheet(sheet, fh)
     counts = ", ".join(f"{sheet.sample_counts[k]} of {sheet.run_counts[k]} {k}" for k in sheet.run_counts)
-    err.print(f"wrote {written} replies of run {sheet.run_id} to {output} (scored by {sheet.scorer}: {counts}; "
-              f"seed {seed})", highlight=False, soft_wrap=True)
+    drawn = f"(scored by {sheet.scorer}: {counts}; seed {seed})"
+    if output is None:
+        again = len(sheet.rows) - added
+        err.print(f"queued {added} replies of run {sheet.run_id} for labelling {drawn}"
+                  + (f"; {again} were queued already" if again else ""), highlight=False, soft_wrap=True)
+        err.print(f"label them in the viewer: refute view, then the run's label page /runs/{sheet.run_id}/label; "
+                  f"then measure {sheet.scorer} on them: refute judge validate --run {sheet.run_id}",
+                  highlight=False, soft_wrap=True)
+        return
+    err.print(f"wrote {written} replies of run {sheet.run_id} to {output} {drawn}", highlight=False, soft_wrap=True)
     if sheet.harmful:
         err.print(f"[bold yellow]warning:[/] {output} holds model replies to harmful requests: keep it on this "
                   "machine (do not commit, share or upload it)", highlight=False, soft_wrap=True)
@@ -129,8 +155,10 @@ def sample_cmd(
 
 
 def _show_run_validation(result: RunValidation) -> None:
+    labels = ("the labels stored for it" if result.labels_path.startswith("store:")
+              else Path(result.labels_path).name)
     summary = Table(title=f"{result.scorer} v{result.scorer_version} on run {result.run_id}'s own replies "
-                          f"vs {Path(result.labels_path).name}", show_header=False)
+                          f"vs {labels}", show_header=False)
     weights = ", ".join(f"{k} {result.weights[k]:.2f} ({result.sample_counts[k]} of {result.run_counts[k]})"
                         for k in result.weights)
     for key, value in [
@@ -158,11 +186,11 @@ def _validate_run(run_id: str, labels: Path | None, scorer: str | None, arg: lis
     if given:
         raise ConfigError(f"{', '.join(given)} do not apply with --run: the run's stored scores are measured; "
                           "re-score the run first (refute score RUN --scorer NAME --arg ...) to measure another setting")
-    if labels is None:
-        raise ConfigError(f"--run needs --labels: a sheet of `refute judge sample {run_id} --n N -o labels.csv` "
-                          "with its label column filled")
     with store_from(store) as db:
-        result = validate_run(db, run_id, labels, scorer=scorer)
+        if labels is None:
+            result = validate_run_labels(db, run_id, scorer=scorer)
+        else:
+            result = validate_run(db, run_id, labels, scorer=scorer)
         _show_run_validation(result)
         if save:
             stored = db.save_calibration(calibration_record(result))
@@ -176,14 +204,16 @@ def _validate_run(run_id: str, labels: Path | None, scorer: str | None, arg: lis
 @friendly_errors
 def validate_cmd(
     labels: Annotated[Path | None, typer.Option(
-        "--labels", "-l", help="JSONL/CSV with completion and label columns (default: refute's shipped set).",
+        "--labels", "-l", help="JSONL/CSV with completion and label columns (default: refute's shipped set; "
+        "with --run, the labels stored for the run).",
         show_default=False)] = None,
     run: Annotated[str | None, typer.Option(
-        "--run", help="Measure the scorer on this run's own replies: --labels is a labelled sheet of "
-        "`refute judge sample`; the result is stored as the run's calibration.", show_default=False)] = None,
+        "--run", help="Measure the scorer on this run's own replies, against the labels stored for it (the "
+        "viewer's label page) or, with --labels, a labelled sheet of `refute judge sample -o`; the result is "
+        "stored as the run's calibration.", show_default=False)] = None,
     scorer: Annotated[str | None, typer.Option(
-        "--scorer", "-s", help="Registered scorer name (refute judge list); default refusal, or with --run "
-        "the sheet's scorer.", show_default=False)] = None,
+        "--scorer", "-s", help="Registered scorer name (refute judge list); default refusal, or with --run the "
+        "scorer the labels were drawn for (the sheet's, or the stored labels').", show_default=False)] = None,
     arg: ArgOption = None,
     judge: JudgeOption = None,
     split: Annotated[str | None, typer.Option(help="Only rows whose split column is this (e.g. heldout).")] = None,
@@ -198,8 +228,9 @@ def validate_cmd(
 
     Labels: full_compliance, partial_refusal, full_refusal.
 
-    With --run, the labels are a person's labels of that run's own replies (`refute judge
-    sample`): the run's stored scores are measured against them, and the result is stored as the
+    With --run, the labels are a person's labels of that run's own replies (drawn by `refute judge
+    sample`): those stored in the store from the viewer's label page, or with --labels a labelled
+    sheet. The run's stored scores are measured against them, and the result is stored as the
     run's calibration, which studies, reports and `refute runs show` then correct its refusal
     rates with.
 
@@ -208,6 +239,8 @@ def validate_cmd(
       refute judge validate --labels my_labels.jsonl
 
       refute judge validate --split heldout --scorer refusal --arg mode=rules
+
+      refute judge validate --run 3f2a
 
       refute judge validate --run 3f2a --labels labels.csv
     """

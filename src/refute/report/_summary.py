@@ -73,7 +73,7 @@ def calibration_line(store: Store, summary: RunSummary, chain: ChainRates) -> st
     if cal is None or overall is None:
         return ("calibration: none (the scorer's own rates, uncorrected"
                 + (f"; {stale})" if stale else f"; label a sample of this run's replies to correct them: "
-                   f"refute judge sample {summary.run_id} --n 100 -o labels.csv)"))
+                   f"refute judge sample {summary.run_id} --n 100, then label them in refute view)"))
     try:
         fixed = rogan_gladen(overall, cal.sensitivity_counts, cal.specificity_counts)
     except RefuteError as exc:

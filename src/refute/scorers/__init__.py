@@ -32,11 +32,15 @@ from refute.scorers._refusal_rules import decode_reply
 from refute.scorers._refusal_scorer import RefusalScorer
 from refute.scorers._rescore import rescore_run
 from refute.scorers._run_labels import (
+    Agreement,
     LabelSheet,
     RunValidation,
     calibration_record,
     draw_label_sample,
+    label_agreement,
+    queue_label_sample,
     validate_run,
+    validate_run_labels,
     write_label_sheet,
 )
 from refute.scorers._validate import (
@@ -54,6 +58,7 @@ __all__ = [
     "HARMFULNESS",
     "REFUSAL",
     "UNDECLARED",
+    "Agreement",
     "HigherIs",
     "LabelRow",
     "LabelSheet",
@@ -73,11 +78,13 @@ __all__ = [
     "decode_reply",
     "draw_label_sample",
     "get_scorer",
+    "label_agreement",
     "list_scorers",
     "load_labels",
     "meaning_of",
     "normalize",
     "parse_judgement",
+    "queue_label_sample",
     "rescore_run",
     "save_validation",
     "scorer",
@@ -85,5 +92,6 @@ __all__ = [
     "strongreject_score",
     "validate",
     "validate_run",
+    "validate_run_labels",
     "write_label_sheet",
 ]

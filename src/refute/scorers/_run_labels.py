@@ -3,11 +3,15 @@
 A scorer validated on someone else's replies (the shipped label set) may err quite differently
 on this model's. So:
 
-1. `draw_label_sample` draws a seeded sample of a run's scored replies and `write_label_sheet`
-   writes it as a CSV for a person to label (`refute judge sample RUN --n N -o labels.csv`);
+1. `draw_label_sample` draws a seeded sample of a run's scored replies; `write_label_sheet`
+   writes it as a CSV for a person to label (`refute judge sample RUN --n N -o labels.csv`), or
+   `queue_label_sample` puts it in the store's label queue, which a person labels in the viewer
+   (`refute judge sample RUN --n N`, then `refute view`, page ``/runs/<run>/label``);
 2. `validate_run` reads the labelled sheet back, checks that every row is a reply of that run,
    and measures the sensitivity and specificity of the run's *stored* scores against the labels
-   (`refute judge validate --run RUN --labels labels.csv`);
+   (`refute judge validate --run RUN --labels labels.csv`); `validate_run_labels` does the same
+   with the labels stored for the run (`refute judge validate --run RUN`), and `label_agreement`
+   is the running agreement the viewer shows while a person labels;
 3. `calibration_record` turns the result into the run's calibration, which `Store.save_calibration`
    keeps beside the run; studies and reports then correct its refusal rates with it
    (`refute.study.compute_measure`).
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
 import random
 import re
@@ -49,8 +54,9 @@ from refute.scorers._base import meaning_of, scorer_names
 from refute.scorers._validate import LABELS, Proportion, _wilson, cohen_kappa, load_labels
 from refute.store import CalibrationRecord, SampleRecord, ScoreRecord, Store
 
-__all__ = ["SHEET_COLUMNS", "LabelSheet", "RunValidation", "SheetRow", "calibration_record",
-           "draw_label_sample", "validate_run", "write_label_sheet"]
+__all__ = ["SHEET_COLUMNS", "Agreement", "LabelSheet", "RunValidation", "SheetRow", "calibration_record",
+           "draw_label_sample", "label_agreement", "queue_label_sample", "validate_run", "validate_run_labels",
+           "write_label_sheet"]
 
 Binary = Literal["refusal", "compliance"]
 _BINARY: tuple[Binary, Binary] = ("refusal", "compliance")
@@ -74,7 +80,8 @@ class SheetRow:
     chain: str
     epoch: int
     scorer: str
-    scorer_label: str
+    scorer_label: str  # the scorer's own label when it has one of LABELS, else its binary verdict
+    said: Binary  # the scorer's binary verdict (score >= 0.5 is a refusal)
     prompt: str
     completion: str
     label: str = ""
@@ -176,7 +183,7 @@ def draw_label_sample(store: Store, run_id: str, n: int, *, seed: int = 0,
         sample, score = scored[sid]
         shown = score.label if score.label in LABELS else _binary(score.value or 0.0)
         rows.append(SheetRow(sid, run.id, sample.prompt_id, sample.category, sample.transform_chain, sample.epoch,
-                             name, shown, _prompt(sample), sample.completion or ""))
+                             name, shown, _binary(score.value or 0.0), _prompt(sample), sample.completion or ""))
     harmful = declared_harmful(str(run.config.get("dataset", run.dataset_name)), run.config.get("harmful"))
     return LabelSheet(run.id, name, seed, rows, {str(k): v for k, v in sizes.items()},
                       {str(k): v for k, v in take.items()}, harmful)
@@ -199,6 +206,15 @@ def write_label_sheet(sheet: LabelSheet, fh: IO[str]) -> int:
         writer.writerow([r.sample_id, r.run_id, *map(_cell, (r.prompt_id, r.category, r.chain)), r.epoch,
                          *map(_cell, (r.scorer, r.scorer_label, r.prompt, r.completion)), r.label])
     return len(sheet.rows)
+
+
+def queue_label_sample(store: Store, sheet: LabelSheet) -> int:
+    """Put a drawn sample into the store's label queue of its run and scorer, in the sheet's order
+    (after what is queued already; a reply queued already keeps its place); returns how many were added.
+
+    A person then labels them on the viewer's label page (`refute view`, ``/runs/<run>/label``)
+    and `validate_run_labels` measures the scorer against the labels."""
+    return store.queue_labels(sheet.run_id, sheet.scorer, sheet.seed, [(r.sample_id, r.said) for r in sheet.rows])
 
 
 # --- validation against the run's stored scores -----------------------------------------------------
@@ -257,6 +273,65 @@ def _effective(weights: Sequence[float], hits: Sequence[bool]) -> tuple[int, int
     return got, n_eff - got
 
 
+@dataclass(frozen=True)
+class _Labelled:
+    """One labelled reply, whatever its source: a sheet's row or a label in the store."""
+
+    sample_id: int
+    label: str  # one of LABELS
+    line: int | None = None  # the sheet's line; None for a stored label
+
+
+def _unscored(sample_id: int, run_id: str, scorer: str, where: str, line: int | None) -> DatasetError:
+    return DatasetError(f"sample {sample_id} is not a completed reply of run {run_id} scored by '{scorer}'",
+                        path=where, line=line, field="sample_id")
+
+
+def _measure(run_id: str, scorer: str, scored: dict[int, tuple[SampleRecord, ScoreRecord]],
+             labelled: Sequence[_Labelled], *, labels_path: str, labels_sha256: str, hint: str,
+             confidence: float) -> RunValidation:
+    """The run's stored scores of ``scorer`` against labelled replies of the run, weighted back to the
+    run's mix of the scorer's labels; ``hint`` says how to label more when a class is missing."""
+    gold: list[Binary] = []
+    said: list[Binary] = []
+    versions: set[str] = set()
+    for r in labelled:
+        if r.sample_id not in scored:
+            raise _unscored(r.sample_id, run_id, scorer, labels_path, r.line)
+        score = scored[r.sample_id][1]
+        gold.append("compliance" if r.label == "full_compliance" else "refusal")
+        said.append(_binary(score.value or 0.0))
+        versions.add(score.scorer_version)
+    for need in _BINARY:
+        if need not in gold:
+            raise DatasetError(f"no reply is labelled a {need}, so the scorer's "
+                               f"{'sensitivity' if need == 'refusal' else 'specificity'} cannot be measured",
+                               path=labels_path, field="label", hint=hint)
+    run_counts = {k: 0 for k in _BINARY}
+    for _, score in scored.values():
+        run_counts[_binary(score.value or 0.0)] += 1
+    sample_counts = {k: said.count(k) for k in _BINARY}
+    weights = {k: (run_counts[k] / sample_counts[k] if sample_counts[k] else 0.0) for k in _BINARY}
+    confusion = {g: {p: sum(1 for a, b in zip(gold, said, strict=True) if (a, b) == (g, p)) for p in _BINARY}
+                 for g in _BINARY}
+    counts: dict[Binary, tuple[int, int]] = {}
+    for cls in _BINARY:
+        mine = [(weights[p], p == g) for g, p in zip(gold, said, strict=True) if g == cls]
+        counts[cls] = _effective([w for w, _ in mine], [h for _, h in mine])
+    agree = sum(a == b for a, b in zip(gold, said, strict=True))
+    human = {lab: sum(1 for r in labelled if r.label == lab) for lab in LABELS}
+    return RunValidation(
+        run_id=run_id, scorer=scorer, scorer_version=",".join(sorted(versions)), labels_path=labels_path,
+        labels_sha256=labels_sha256, n=len(labelled), human_labels=human,
+        confusion=confusion, run_counts=run_counts, sample_counts=sample_counts, weights=weights,
+        sensitivity=_wilson(counts["refusal"][0], sum(counts["refusal"]), confidence),
+        specificity=_wilson(counts["compliance"][0], sum(counts["compliance"]), confidence),
+        sensitivity_counts=counts["refusal"], specificity_counts=counts["compliance"],
+        binary_accuracy=_wilson(agree, len(labelled), confidence), binary_kappa=cohen_kappa(gold, said),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
 def validate_run(store: Store, run_id: str, labels_path: str | PathLike[str], *, scorer: str | None = None,
                  confidence: float = 0.95) -> RunValidation:
     """Measure the run's stored scores against a labelled sheet of `write_label_sheet`.
@@ -275,9 +350,7 @@ def validate_run(store: Store, run_id: str, labels_path: str | PathLike[str], *,
     scored = _scored(store, run.id, name)
     where = str(path)
     seen: dict[int, int] = {}
-    gold: list[Binary] = []
-    said: list[Binary] = []
-    versions: set[str] = set()
+    labelled: list[_Labelled] = []
     for r in rows:
         if r.run_id is None or r.sample_id is None:
             missing = "run_id" if r.run_id is None else "sample_id"
@@ -299,46 +372,49 @@ def validate_run(store: Store, run_id: str, labels_path: str | PathLike[str], *,
                                line=r.line, field="sample_id", hint="keep one label per reply")
         seen[sid] = r.line
         if sid not in scored:
-            raise DatasetError(f"sample {sid} is not a completed reply of run {run.id} scored by '{name}'",
-                               path=where, line=r.line, field="sample_id")
-        sample, score = scored[sid]
-        stored = sample.completion or ""
+            raise _unscored(sid, run.id, name, where, r.line)
+        stored = scored[sid][0].completion or ""
         if not (_same_text(r.completion, _cell(stored)) or _same_text(r.completion, stored)):
             raise DatasetError(f"the reply differs from the stored reply of sample {sid}", path=where,
                                line=r.line, field="completion",
                                hint="the sheet was edited, or written from another store; draw it again")
-        gold.append("compliance" if r.label == "full_compliance" else "refusal")
-        said.append(_binary(score.value or 0.0))
-        versions.add(score.scorer_version)
-    for need in _BINARY:
-        if need not in gold:
-            raise DatasetError(f"no reply is labelled a {need}, so the scorer's "
-                               f"{'sensitivity' if need == 'refusal' else 'specificity'} cannot be measured",
-                               path=where, field="label",
-                               hint=f"label more replies: refute judge sample {run.id} --n N --seed S")
-    run_counts = {k: 0 for k in _BINARY}
-    for _, score in scored.values():
-        run_counts[_binary(score.value or 0.0)] += 1
-    sample_counts = {k: said.count(k) for k in _BINARY}
-    weights = {k: (run_counts[k] / sample_counts[k] if sample_counts[k] else 0.0) for k in _BINARY}
-    confusion = {g: {p: sum(1 for a, b in zip(gold, said, strict=True) if (a, b) == (g, p)) for p in _BINARY}
-                 for g in _BINARY}
-    counts: dict[Binary, tuple[int, int]] = {}
-    for cls in _BINARY:
-        mine = [(weights[p], p == g) for g, p in zip(gold, said, strict=True) if g == cls]
-        counts[cls] = _effective([w for w, _ in mine], [h for _, h in mine])
-    agree = sum(a == b for a, b in zip(gold, said, strict=True))
-    human = {lab: sum(1 for r in rows if r.label == lab) for lab in LABELS}
-    return RunValidation(
-        run_id=run.id, scorer=name, scorer_version=",".join(sorted(versions)), labels_path=str(path),
-        labels_sha256=hashlib.sha256(path.read_bytes()).hexdigest(), n=len(rows), human_labels=human,
-        confusion=confusion, run_counts=run_counts, sample_counts=sample_counts, weights=weights,
-        sensitivity=_wilson(counts["refusal"][0], sum(counts["refusal"]), confidence),
-        specificity=_wilson(counts["compliance"][0], sum(counts["compliance"]), confidence),
-        sensitivity_counts=counts["refusal"], specificity_counts=counts["compliance"],
-        binary_accuracy=_wilson(agree, len(rows), confidence), binary_kappa=cohen_kappa(gold, said),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
+        labelled.append(_Labelled(sid, r.label, r.line))
+    return _measure(run.id, name, scored, labelled, labels_path=where,
+                    labels_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                    hint=f"label more replies: refute judge sample {run.id} --n N --seed S", confidence=confidence)
+
+
+def _labelled_scorer(store: Store, run_id: str) -> str | None:
+    """The one scorer the run's stored labels were made for (labels outside a queue aside), if one."""
+    names = {lab.scorer for lab in store.labels(run_id)} - {""}
+    return names.pop() if len(names) == 1 else None
+
+
+def validate_run_labels(store: Store, run_id: str, *, scorer: str | None = None,
+                        confidence: float = 0.95) -> RunValidation:
+    """Measure the run's stored scores against the labels people stored for the run and ``scorer``
+    (the viewer's label page; `queue_label_sample` queued the replies), as `validate_run` does a sheet.
+
+    Only the three refusal labels count (``harmful`` and ``not_harmful`` are another question), and
+    only labels made for ``scorer``: a label made outside its queue is a reply someone chose, not
+    a drawn one, and would bias the figures. ``scorer``: default the one scorer the run's labels
+    were made for, else the run's refusal scorer. ``labels_path`` of the result names the labels as
+    ``store:<store path>#labels/<run>/<scorer>``; ``labels_sha256`` is the SHA-256 of their
+    canonical JSON, ``[[sample_id, label], ...]`` by sample id.
+    """
+    run = store.get_run(run_id)
+    name = _refusal_scorer(store, run.id, scorer or _labelled_scorer(store, run.id))
+    where = f"store:{store.path}#labels/{run.id}/{name}"
+    hint = (f"label more replies in `refute view` (page /runs/{run.id}/label), after queueing more if all are "
+            f"labelled: refute judge sample {run.id} --n N --seed S")
+    labelled = [_Labelled(lab.sample_id, lab.label) for lab in store.labels(run.id, name) if lab.label in LABELS]
+    if not labelled:
+        raise DatasetError(f"no reply of run {run.id} is labelled for '{name}'", path=where, field="label",
+                           hint=f"queue replies to label with refute judge sample {run.id} --n N, then label them "
+                           f"in `refute view` (page /runs/{run.id}/label)")
+    canonical = json.dumps([[r.sample_id, r.label] for r in labelled], separators=(",", ":"))
+    return _measure(run.id, name, _scored(store, run.id, name), labelled, labels_path=where,
+                    labels_sha256=hashlib.sha256(canonical.encode()).hexdigest(), hint=hint, confidence=confidence)
 
 
 def calibration_record(result: RunValidation) -> CalibrationRecord:
@@ -357,3 +433,43 @@ def calibration_record(result: RunValidation) -> CalibrationRecord:
         sensitivity_counts=result.sensitivity_counts, specificity_counts=result.specificity_counts,
         labels_path=result.labels_path, labels_sha256=result.labels_sha256,
         detail=result.model_dump(mode="json"))
+
+
+# --- agreement so far, as a person labels ----------------------------------------------------------
+
+
+class Agreement(BaseModel):
+    """How far a person's labels of a run's replies agree with the scorer's stored verdicts so far.
+
+    Counted on the labelled replies as they are (binary, a partial refusal is a refusal), not
+    weighted back to the run's mix as `validate_run_labels` does: a running check while labelling,
+    not the calibration."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    scorer: str = Field(description="The refusal scorer whose stored verdicts are compared.")
+    n_queued: int = Field(description="Replies in the run's label queue for the scorer.")
+    n_queue_labelled: int = Field(description="Of them, labelled (any label).")
+    n: int = Field(description="Replies compared: a refusal label (full_compliance, partial_refusal, "
+                   "full_refusal) made for the scorer, and a stored score.")
+    agree: int = Field(description="Of them, where the person and the scorer agree.")
+    agreement: Proportion = Field(description="agree / n with its Wilson interval.")
+    kappa: float | None = Field(description="Cohen's kappa of refusal vs compliance; None while the person "
+                                "has not labelled both a refusal and a compliance.")
+    confusion: dict[str, dict[str, int]] = Field(description="confusion[human][scorer], binary.")
+
+
+def label_agreement(store: Store, run_id: str, scorer: str, *, confidence: float = 0.95) -> Agreement:
+    """The agreement of the labels made so far for the run's (full id) ``scorer`` queue with the
+    scorer's stored verdicts, and how much of the queue is labelled: two queries."""
+    queued, done = store.queue_progress(run_id, scorer)
+    pairs = [("compliance" if lab.label == "full_compliance" else "refusal", _binary(value))
+             for lab, value in store.labelled_scores(run_id, scorer) if lab.label in LABELS and value is not None]
+    gold, said = [g for g, _ in pairs], [p for _, p in pairs]
+    agree = sum(g == p for g, p in pairs)
+    return Agreement(
+        run_id=run_id, scorer=scorer, n_queued=queued, n_queue_labelled=done, n=len(pairs), agree=agree,
+        agreement=_wilson(agree, len(pairs), confidence),
+        kappa=cohen_kappa(gold, said) if set(gold) == set(_BINARY) else None,
+        confusion={g: {p: pairs.count((g, p)) for p in _BINARY} for g in _BINARY})

@@ -1,16 +1,21 @@
-"""The SQLite store of runs, samples, scores, runs' own calibrations, findings and the request cache."""
+"""The SQLite store of runs, samples, scores, runs' own calibrations, people's labels and the label
+queue, findings and the request cache."""
 
-from refute.store._export import export_run, run_rows
+from refute.store._export import csv_cell, export_run, run_rows
 from refute.store._records import (
     CachedReply,
     CalibrationRecord,
     FindingEvent,
     FindingEventKind,
     FindingRecord,
+    HumanLabel,
+    LabelRecord,
+    QueueItem,
     RunRecord,
     RunStatus,
     SampleRecord,
     ScoreRecord,
+    ScorerLabel,
 )
 from refute.store._schema import SCHEMA_VERSION
 from refute.store._store import Store, open_store
@@ -22,11 +27,16 @@ __all__ = [
     "FindingEvent",
     "FindingEventKind",
     "FindingRecord",
+    "HumanLabel",
+    "LabelRecord",
+    "QueueItem",
     "RunRecord",
     "RunStatus",
     "SampleRecord",
     "ScoreRecord",
+    "ScorerLabel",
     "Store",
+    "csv_cell",
     "export_run",
     "open_store",
     "run_rows",

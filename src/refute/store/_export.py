@@ -16,7 +16,7 @@ from typing import Any, Literal, TextIO
 
 from refute.store._store import Store
 
-__all__ = ["export_run", "run_rows"]
+__all__ = ["csv_cell", "export_run", "run_rows"]
 
 
 def run_rows(store: Store, run_id: str) -> list[dict[str, Any]]:
@@ -47,7 +47,7 @@ def export_run(store: Store, run_id: str, fmt: Literal["jsonl", "csv"], out: Tex
     writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return len(rows)
 
 
@@ -59,7 +59,8 @@ def _csv_text(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def _csv_cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: lists and dicts as JSON, text guarded against formulas."""
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False)  # starts with [ or {
     return _csv_text(value) if isinstance(value, str) else value

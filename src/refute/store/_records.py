@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +13,11 @@ RunStatus = Literal["running", "completed", "completed_with_errors", "interrupte
 FINISHED: frozenset[str] = frozenset({"completed", "completed_with_errors", "failed"})
 #: Where a sample's replies came from.
 ReplySource = Literal["request", "cache", "mixed"]
+
+
+def utc_now() -> str:
+    """Now, as every record's ``*_at`` field holds it: UTC ISO-8601 to the millisecond."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class RunRecord(BaseModel):
@@ -107,6 +113,43 @@ class CalibrationRecord(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict, description="The full validation: raw "
                                    "confusion counts, weights, intervals, agreement.")
     created_at: str | None = Field(None, description="UTC ISO-8601 time it was stored.")
+
+
+#: A person's label of a reply: the three refusal categories of XSTest (a partial refusal counts as
+#: a refusal in binary figures), or whether the reply is harmful.
+HumanLabel = Literal["full_compliance", "partial_refusal", "full_refusal", "harmful", "not_harmful"]
+#: A refusal scorer's stored verdict on a reply, in two classes (score >= 0.5 is a refusal).
+ScorerLabel = Literal["refusal", "compliance"]
+
+
+class LabelRecord(BaseModel):
+    """A person's label of one reply of a run; labelling the reply again replaces it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str = Field(description="The run whose reply was labelled.")
+    sample_id: int = Field(description="The stored sample whose reply was labelled.")
+    scorer: str = Field(description="The refusal scorer whose label queue it came from; '' for a label "
+                        "made outside a queue (it never enters a scorer's validation).")
+    label: HumanLabel = Field(description="The person's label.")
+    labeller: str = Field(description="Who labelled it, by name.")
+    labelled_at: str = Field(description="UTC ISO-8601 time of the (latest) label.")
+
+
+class QueueItem(BaseModel):
+    """A reply in a run's label queue, in the order a person labels them, with its label once made."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    sample_id: int
+    scorer: str = Field(description="The refusal scorer whose labels stratified the draw.")
+    seed: int = Field(description="Seed of the draw that queued it.")
+    position: int = Field(description="Order to label in (increasing across draws for the run and scorer).")
+    scorer_label: ScorerLabel = Field(description="The scorer's verdict when the reply was drawn.")
+    label: HumanLabel | None = Field(None, description="The person's label; None while unlabelled.")
+    labeller: str | None = Field(None, description="Who labelled it.")
+    labelled_at: str | None = Field(None, description="UTC ISO-8601 time of the label.")
 
 
 @dataclass(frozen=True)

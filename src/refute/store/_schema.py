@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: A run's own calibration: a scorer's error on human labels of that run's replies.
 _CALIBRATIONS = """
@@ -56,6 +56,35 @@ CREATE INDEX IF NOT EXISTS finding_events_finding ON finding_events(finding_id, 
     f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table}
 BEGIN SELECT RAISE(ABORT, '{table} is append-only: append a new event instead'); END;
 """ for table in ("findings", "finding_recipes", "finding_events") for verb in ("UPDATE", "DELETE"))
+
+#: People's labels of a run's replies and the queue they label them in (`refute judge sample`
+#: without --output, the viewer's label page). A queue belongs to a run and the refusal scorer whose
+#: labels stratified the draw; ``position`` orders it across draws. A label is keyed by the scorer
+#: whose queue it came from ('' for a label made outside a queue): relabelling replaces the row.
+_LABELS = """
+CREATE TABLE IF NOT EXISTS label_queue (
+    run_id       TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    scorer       TEXT NOT NULL,
+    sample_id    INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+    seed         INTEGER NOT NULL,
+    position     INTEGER NOT NULL,
+    scorer_label TEXT NOT NULL CHECK (scorer_label IN ('refusal', 'compliance')),
+    added_at     TEXT NOT NULL,
+    PRIMARY KEY (run_id, scorer, sample_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS label_queue_order ON label_queue(run_id, scorer, position);
+CREATE TABLE IF NOT EXISTS labels (
+    run_id      TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    sample_id   INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+    scorer      TEXT NOT NULL DEFAULT '',
+    label       TEXT NOT NULL CHECK (label IN ('full_compliance', 'full_refusal', 'partial_refusal',
+                                               'harmful', 'not_harmful')),
+    labeller    TEXT NOT NULL,
+    labelled_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, sample_id, scorer)
+);
+CREATE INDEX IF NOT EXISTS labels_scorer ON labels(run_id, scorer, sample_id);
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -130,7 +159,7 @@ CREATE TABLE IF NOT EXISTS cache (
     finish_reason TEXT,
     created_at    TEXT NOT NULL
 );
-""" + _CALIBRATIONS + _FINDINGS
+""" + _CALIBRATIONS + _FINDINGS + _LABELS
 
 #: Statements that bring a store of the keyed version to the next one.
 MIGRATIONS: dict[int, str] = {
@@ -152,4 +181,31 @@ ALTER TABLE samples ADD COLUMN source TEXT;
 ALTER TABLE samples ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
 DELETE FROM cache;
 """ + _CALIBRATIONS + _FINDINGS,
+    # v2 -> v3: people's labels of a run's replies and the queue they label them in.
+    2: _LABELS,
 }
+
+#: Full-text search over samples (the viewer's search box): an FTS5 index of each sample's prompt
+#: id, reply and transcript, kept by triggers, its text read from ``samples`` (external content,
+#: so the text is not stored twice). Optional: a SQLite built without FTS5 has no index, and
+#: readers fall back to LIKE. Created, and filled from the samples already there, on the first
+#: writable open that finds it missing.
+SEARCH_INDEX = """
+CREATE VIRTUAL TABLE samples_fts USING fts5(prompt_id, completion, messages_json, content='samples',
+                                            content_rowid='id');
+CREATE TRIGGER samples_fts_insert AFTER INSERT ON samples BEGIN
+  INSERT INTO samples_fts(rowid, prompt_id, completion, messages_json)
+  VALUES (new.id, new.prompt_id, new.completion, new.messages_json);
+END;
+CREATE TRIGGER samples_fts_delete AFTER DELETE ON samples BEGIN
+  INSERT INTO samples_fts(samples_fts, rowid, prompt_id, completion, messages_json)
+  VALUES ('delete', old.id, old.prompt_id, old.completion, old.messages_json);
+END;
+CREATE TRIGGER samples_fts_update AFTER UPDATE OF prompt_id, completion, messages_json ON samples BEGIN
+  INSERT INTO samples_fts(samples_fts, rowid, prompt_id, completion, messages_json)
+  VALUES ('delete', old.id, old.prompt_id, old.completion, old.messages_json);
+  INSERT INTO samples_fts(rowid, prompt_id, completion, messages_json)
+  VALUES (new.id, new.prompt_id, new.completion, new.messages_json);
+END;
+INSERT INTO samples_fts(samples_fts) VALUES ('rebuild');
+"""

@@ -14,13 +14,13 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from refute._paths import store_path
 from refute.errors import FindingNotFoundError, RunNotFoundError, StoreError
+from refute.store._labels import LabelMethods
 from refute.store._process import is_alive, this_process
 from refute.store._records import (
     CachedReply,
@@ -32,14 +32,11 @@ from refute.store._records import (
     RunStatus,
     SampleRecord,
     ScoreRecord,
+    utc_now,
 )
-from refute.store._schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+from refute.store._schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, SEARCH_INDEX
 
 __all__ = ["Store", "open_store", "utc_now"]
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _dumps(value: Any) -> str:
@@ -64,8 +61,12 @@ def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"store {path}: {why}")
 
 
-class Store:
-    """A refute store on disk. Safe to open from several processes (SQLite WAL)."""
+class Store(LabelMethods):
+    """A refute store on disk. Safe to open from several processes (SQLite WAL).
+
+    Its label queue and people's labels: `LabelMethods` (``queue_labels``, ``label_queue``,
+    ``next_to_label``, ``queue_progress``, ``save_label``, ``labels``, ``labelled_scores``,
+    ``delete_label``)."""
 
     def __init__(self, path: str | PathLike[str], *, read_only: bool = False) -> None:
         """Open (or create) the store at ``path``; ``read_only`` opens an existing store for
@@ -120,11 +121,28 @@ class Store:
                 version += 1
             if version == SCHEMA_VERSION:  # tables added within this version (all IF NOT EXISTS)
                 self._db.executescript(SCHEMA)
+                self._ensure_search_index()
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: store schema version {version}, this refute reads version "
                 f"{SCHEMA_VERSION}; use a matching refute version or a new --store path"
             )
+
+    def _ensure_search_index(self) -> None:
+        """Create the samples' full-text index when it is missing (and SQLite has FTS5)."""
+        if self.has_search_index():
+            return
+        try:
+            self._db.executescript("BEGIN IMMEDIATE;" + SEARCH_INDEX + "COMMIT;")
+        except sqlite3.OperationalError as exc:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            if "fts5" not in str(exc):
+                raise
+
+    def has_search_index(self) -> bool:
+        """Whether the samples' full-text index (``samples_fts``, FTS5) exists in this store."""
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'samples_fts'").fetchone() is not None
 
     def _version(self) -> int | None:
         try:
@@ -140,6 +158,13 @@ class Store:
             return self._db.execute(sql, tuple(args)).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(self.path, exc) from None
+
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of one read-only SQL statement with bound ``args``, for readers that need their
+        own joins (the viewer's filtered, paged samples); a SQLite failure is a `StoreError`."""
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise StoreError(f"store {self.path}: query() reads only (SELECT or WITH), got {sql.split()[0]!r}")
+        return self._read(sql, args)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -1,0 +1,276 @@
+"""People's labels in the store (schema v3): the label queue `refute judge sample RUN` fills, the labels
+the viewer stores, and `refute judge validate --run RUN` measuring the run's scorer against them exactly
+as it measures a labelled CSV sheet.
+
+Runs are built by hand with the helpers of tests/test_calibration.py; no model is loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sqlite3
+
+import pytest
+from test_calibration import SCORER, _stored_run, _truth
+from typer.testing import CliRunner
+
+from refute.cli import app
+from refute.errors import ConfigError, DatasetError, StoreError
+from refute.scorers import (
+    draw_label_sample,
+    label_agreement,
+    queue_label_sample,
+    validate_run,
+    validate_run_labels,
+    write_label_sheet,
+)
+from refute.store import SCHEMA_VERSION, CalibrationRecord, Store
+
+runner = CliRunner()
+
+
+def _ids(store: Store, run_id: str) -> list[int]:
+    return [s.id for s in store.samples(run_id) if s.id is not None]
+
+
+# --- the schema ---------------------------------------------------------------------------------------------
+
+
+def test_a_v2_store_migrates_to_v3_keeping_its_data_and_a_v3_store_opens_read_only(tmp_path):
+    db = tmp_path / "refute.db"
+    with Store(db) as store:
+        run_id = _stored_run(store, [i % 2 == 0 for i in range(6)])
+        store.save_calibration(CalibrationRecord(run_id=run_id, scorer=SCORER, scorer_version="1", n_labels=2,
+                                                 sensitivity_counts=(1, 0), specificity_counts=(1, 0),
+                                                 labels_path="l.csv", labels_sha256="0" * 64))
+    # the v2 store: today's, less the tables v3 added
+    con = sqlite3.connect(db)
+    con.executescript("DROP TABLE label_queue; DROP TABLE labels;"
+                      " UPDATE meta SET value='2' WHERE key='schema_version';")
+    con.close()
+    with pytest.raises(StoreError, match="schema version 2"):  # a read-only store cannot be migrated
+        Store(db, read_only=True)
+
+    with Store(db) as store:
+        assert store._version() == SCHEMA_VERSION == 3
+        assert len(store.samples(run_id)) == 6 and len(store.scores(run_id, SCORER)) == 6
+        assert store.calibration(run_id, SCORER).sensitivity_counts == (1, 0)
+        assert store.label_queue(run_id) == [] and store.labels(run_id) == []
+        first = _ids(store, run_id)[0]
+        assert store.queue_labels(run_id, SCORER, 0, [(first, "refusal")]) == 1
+        store.save_label(run_id, first, SCORER, "full_refusal", "ana")
+
+    with Store(db, read_only=True) as store:  # a v3 store reads without writing
+        assert [q.label for q in store.label_queue(run_id)] == ["full_refusal"]
+        assert [lab.labeller for lab in store.labels(run_id, SCORER)] == ["ana"]
+        with pytest.raises(StoreError, match="read-only"):
+            store.save_label(run_id, first, SCORER, "full_compliance", "ana")
+
+
+# --- the queue and the labels -------------------------------------------------------------------------------
+
+
+def test_the_queue_keeps_its_order_across_draws_and_skips_replies_queued_already(tmp_path):
+    with Store(tmp_path / "refute.db") as store:
+        run_id = _stored_run(store, [i % 2 == 0 for i in range(8)])
+        a, b, c, d, e, *_ = _ids(store, run_id)
+        assert store.queue_labels(run_id, SCORER, 1, [(c, "refusal"), (a, "refusal"), (b, "compliance")]) == 3
+        assert store.queue_labels(run_id, SCORER, 2, [(b, "compliance"), (e, "refusal"), (c, "refusal"),
+                                                      (d, "compliance"), (e, "refusal")]) == 2
+        queue = store.label_queue(run_id, SCORER)
+        assert [q.sample_id for q in queue] == [c, a, b, e, d]
+        assert [q.seed for q in queue] == [1, 1, 1, 2, 2]  # a reply queued again keeps its first place
+        assert [q.position for q in queue] == sorted(q.position for q in queue)
+        assert len({q.position for q in queue}) == 5
+        assert [q.scorer_label for q in queue] == ["refusal", "refusal", "compliance", "refusal", "compliance"]
+        assert all(q.label is None and q.labeller is None for q in queue)
+        # another scorer's queue is its own
+        assert store.queue_labels(run_id, "refusal", 0, [(a, "refusal")]) == 1
+        assert [q.sample_id for q in store.label_queue(run_id, SCORER)] == [c, a, b, e, d]
+        assert len(store.label_queue(run_id)) == 6
+        with pytest.raises(ConfigError, match="refusal, compliance"):
+            store.queue_labels(run_id, SCORER, 3, [(d, "full_refusal")])
+
+
+def test_next_to_label_advances_as_replies_are_labelled_and_an_undo_brings_it_back(tmp_path):
+    with Store(tmp_path / "refute.db") as store:
+        run_id = _stored_run(store, [i % 2 == 0 for i in range(6)])
+        a, b, c, *_ = _ids(store, run_id)
+        store.queue_labels(run_id, SCORER, 0, [(b, "compliance"), (a, "refusal"), (c, "refusal")])
+        assert store.next_to_label(run_id, SCORER).sample_id == b
+        store.save_label(run_id, b, SCORER, "full_compliance", "ana")
+        assert store.next_to_label(run_id, SCORER).sample_id == a
+        store.save_label(run_id, c, SCORER, "partial_refusal", "ana")  # labelled out of order
+        assert store.next_to_label(run_id, SCORER).sample_id == a
+        assert store.queue_progress(run_id, SCORER) == (3, 2)
+        store.save_label(run_id, a, SCORER, "harmful", "ana")  # any label takes a reply off the queue
+        assert store.next_to_label(run_id, SCORER) is None
+        assert store.delete_label(run_id, b, SCORER) is True
+        assert store.delete_label(run_id, b, SCORER) is False
+        assert store.next_to_label(run_id, SCORER).sample_id == b
+        assert store.next_to_label(run_id, "refusal") is None  # no queue for that scorer
+
+
+def test_labelling_a_reply_again_replaces_its_label(tmp_path):
+    with Store(tmp_path / "refute.db") as store:
+        run_id = _stored_run(store, [True, False])
+        sid = _ids(store, run_id)[0]
+        first = store.save_label(run_id[:6], sid, SCORER, "full_refusal", "ana")  # a run id prefix works
+        again = store.save_label(run_id, sid, SCORER, "partial_refusal", " bo ")
+        assert first.run_id == run_id and again.labelled_at >= first.labelled_at
+        stored = store.labels(run_id)
+        assert stored == [again] and (again.label, again.labeller) == ("partial_refusal", "bo")
+        # a label made outside the queue ('') is kept apart from the scorer's
+        store.save_label(run_id, sid, "", "not_harmful", "bo")
+        assert [(lab.scorer, lab.label) for lab in store.labels(run_id)] == [
+            ("", "not_harmful"), (SCORER, "partial_refusal")]
+        assert store.labels(run_id, SCORER) == [again]
+
+
+def test_a_label_of_a_reply_of_another_run_is_refused(tmp_path):
+    with Store(tmp_path / "refute.db") as store:
+        mine = _stored_run(store, [True, False])
+        other = _stored_run(store, [True, False])
+        theirs = _ids(store, other)[0]
+        with pytest.raises(ConfigError, match=f"sample {theirs} is not a reply of run {mine} "
+                                              rf"\(it is a reply of run {other}\)"):
+            store.save_label(mine, theirs, SCORER, "full_refusal", "ana")
+        with pytest.raises(ConfigError, match="no stored sample has that id"):
+            store.save_label(mine, 9999, SCORER, "full_refusal", "ana")
+        # a queue with one foreign reply adds nothing (one transaction)
+        with pytest.raises(ConfigError, match=f"sample {theirs} is not a reply of run {mine}"):
+            store.queue_labels(mine, SCORER, 0, [(_ids(store, mine)[0], "refusal"), (theirs, "refusal")])
+        assert store.labels(mine) == [] and store.label_queue(mine) == []
+
+
+@pytest.mark.parametrize("bad", ["refusal", "Full_Refusal", ""])
+def test_an_unknown_label_is_refused_naming_the_labels_there_are(tmp_path, bad):
+    with Store(tmp_path / "refute.db") as store:
+        run_id = _stored_run(store, [True])
+        with pytest.raises(ConfigError) as caught:
+            store.save_label(run_id, _ids(store, run_id)[0], SCORER, bad, "ana")
+        assert all(name in str(caught.value) for name in
+                   ("full_compliance", "partial_refusal", "full_refusal", "harmful", "not_harmful"))
+        assert store.labels(run_id) == []
+        with pytest.raises(ConfigError, match="labeller"):
+            store.save_label(run_id, _ids(store, run_id)[0], SCORER, "full_refusal", "  ")
+
+
+# --- validation from the stored labels ----------------------------------------------------------------------
+
+
+def test_the_stored_labels_give_the_same_calibration_as_the_same_labels_in_a_sheet(tmp_path):
+    db = tmp_path / "refute.db"
+    with Store(db) as store:
+        run_id = _stored_run(store, [i >= 10 for i in range(100)])  # 90 refusals, 10 compliances
+        sheet = draw_label_sample(store, run_id, 40, seed=2)
+        assert queue_label_sample(store, sheet) == 40
+        assert queue_label_sample(store, sheet) == 0
+        assert [q.sample_id for q in store.label_queue(run_id, SCORER)] == [r.sample_id for r in sheet.rows]
+        # label the rare scorer label fully and half the common one: the weights are unequal
+        said_comp = [r for r in sheet.rows if r.said == "compliance"]
+        said_ref = [r for r in sheet.rows if r.said == "refusal"][:18]
+        kept = said_comp + said_ref
+        labels = {r.sample_id: _truth(r.prompt_id, r.said) for r in kept}
+        path = tmp_path / "labels.csv"
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            write_label_sheet(sheet, fh)
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if int(r["sample_id"]) in labels]
+        for r in rows:
+            r["label"] = labels[int(r["sample_id"])]
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        for sid, label in labels.items():
+            store.save_label(run_id, sid, SCORER, label, "ana")
+        # neither a harmfulness label nor a label made outside the queue counts
+        rest = [r.sample_id for r in sheet.rows if r.sample_id not in labels]
+        store.save_label(run_id, rest[0], SCORER, "harmful", "ana")
+        store.save_label(run_id, rest[1], "", "full_refusal", "ana")
+
+        from_sheet = validate_run(store, run_id, path)
+        from_store = validate_run_labels(store, run_id)
+
+    assert len(set(from_sheet.weights.values())) == 2  # the case where weighting matters
+    same = ("scorer", "scorer_version", "n", "human_labels", "confusion", "run_counts", "sample_counts", "weights",
+            "sensitivity", "specificity", "sensitivity_counts", "specificity_counts", "binary_accuracy",
+            "binary_kappa")
+    assert {k: getattr(from_store, k) for k in same} == {k: getattr(from_sheet, k) for k in same}
+    assert from_store.n == 22 and min(*from_store.sensitivity_counts, *from_store.specificity_counts) > 0
+    assert from_store.labels_path == f"store:{db}#labels/{run_id}/{SCORER}"
+    canonical = json.dumps([[sid, labels[sid]] for sid in sorted(labels)], separators=(",", ":"))
+    assert from_store.labels_sha256 == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_stored_labels_of_one_class_only_cannot_be_validated_and_say_how_to_label_more(tmp_path):
+    with Store(tmp_path / "refute.db") as store:
+        run_id = _stored_run(store, [i % 2 == 0 for i in range(10)])
+        with pytest.raises(DatasetError, match=f"no reply of run {run_id} is labelled for '{SCORER}'"):
+            validate_run_labels(store, run_id)
+        for sid in _ids(store, run_id)[:4]:
+            store.save_label(run_id, sid, SCORER, "full_refusal", "ana")
+        with pytest.raises(DatasetError, match="no reply is labelled a compliance") as caught:
+            validate_run_labels(store, run_id)
+        assert f"/runs/{run_id}/label" in str(caught.value) and f"refute judge sample {run_id}" in str(caught.value)
+
+
+def test_the_running_agreement_counts_refusal_labels_against_the_stored_verdicts(tmp_path):
+    with Store(tmp_path / "refute.db") as store:
+        run_id = _stored_run(store, [True, True, False, False, True, False])  # scorer: R R C C R C
+        ids = _ids(store, run_id)
+        store.queue_labels(run_id, SCORER, 0, [(sid, "refusal") for sid in ids[:5]])
+        store.save_label(run_id, ids[0], SCORER, "full_refusal", "ana")  # agrees
+        store.save_label(run_id, ids[1], SCORER, "partial_refusal", "ana")  # agrees: partial is a refusal
+        early = label_agreement(store, run_id, SCORER)
+        assert (early.n, early.agree, early.kappa) == (2, 2, None)  # no compliance labelled yet
+        store.save_label(run_id, ids[2], SCORER, "full_refusal", "ana")  # disagrees
+        store.save_label(run_id, ids[3], SCORER, "full_compliance", "ana")  # agrees
+        store.save_label(run_id, ids[4], SCORER, "not_harmful", "ana")  # not a refusal label
+        store.save_label(run_id, ids[5], "", "full_compliance", "ana")  # outside the queue
+        got = label_agreement(store, run_id, SCORER)
+    assert (got.n_queued, got.n_queue_labelled, got.n, got.agree) == (5, 5, 4, 3)
+    assert got.confusion == {"refusal": {"refusal": 2, "compliance": 1}, "compliance": {"refusal": 0, "compliance": 1}}
+    assert got.agreement.value == pytest.approx(0.75) and got.agreement.low < 0.75 < got.agreement.high
+    # po = 3/4; pe = (3/4)(2/4) + (1/4)(2/4) = 1/2; kappa = (3/4 - 1/2) / (1/2)
+    assert got.kappa == pytest.approx(0.5)
+
+
+# --- the CLI ------------------------------------------------------------------------------------------------
+
+
+def test_judge_sample_queues_replies_and_judge_validate_stores_the_calibration_from_their_labels(tmp_path):
+    db = tmp_path / "refute.db"
+    with Store(db) as store:
+        run_id = _stored_run(store, [i % 2 == 0 for i in range(20)])
+    result = runner.invoke(app, ["judge", "sample", run_id, "--n", "5", "--store", str(db)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"queued 5 replies of run {run_id}" in text and f"/runs/{run_id}/label" in text
+    assert "refute view" in text and f"refute judge validate --run {run_id}" in text
+    assert not list(tmp_path.glob("*.csv"))
+
+    again = runner.invoke(app, ["judge", "sample", run_id, "--n", "5", "--store", str(db)])
+    assert again.exit_code == 0 and "queued 0 replies" in again.output and "5 were queued already" in again.output
+
+    nothing = runner.invoke(app, ["judge", "validate", "--run", run_id, "--store", str(db)])
+    assert nothing.exit_code == 2 and "refute view" in " ".join(nothing.output.split())
+
+    with Store(db) as store:
+        queue = store.label_queue(run_id, SCORER)
+        assert len(queue) == 5 and {q.scorer_label for q in queue} == {"refusal", "compliance"}
+        while (item := store.next_to_label(run_id, SCORER)) is not None:  # the person agrees with the scorer
+            store.save_label(run_id, item.sample_id, SCORER,
+                             "full_refusal" if item.scorer_label == "refusal" else "full_compliance", "ana")
+        assert store.calibration(run_id, SCORER) is None
+    result = runner.invoke(app, ["judge", "validate", "--run", run_id, "--store", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "the labels stored for it" in " ".join(result.output.split())
+    with Store(db) as store:
+        cal = store.calibration(run_id, SCORER)
+    assert cal is not None and cal.n_labels == 5 and cal.labels_path.startswith("store:")
+    refusals = sum(q.scorer_label == "refusal" for q in queue)
+    assert cal.sensitivity_counts == (refusals, 0) and cal.specificity_counts == (5 - refusals, 0)
