@@ -26,7 +26,7 @@ from refute.scorers import (
     validate_run_labels,
     write_label_sheet,
 )
-from refute.store import SCHEMA_VERSION, CalibrationRecord, Store
+from refute.store import SCHEMA_VERSION, CalibrationRecord, SampleRecord, ScoreRecord, Store
 
 runner = CliRunner()
 
@@ -274,3 +274,224 @@ def test_judge_sample_queues_replies_and_judge_validate_stores_the_calibration_f
     assert cal is not None and cal.n_labels == 5 and cal.labels_path.startswith("store:")
     refusals = sum(q.scorer_label == "refusal" for q in queue)
     assert cal.sensitivity_counts == (refusals, 0) and cal.specificity_counts == (5 - refusals, 0)
+
+
+# --- harm labels for harm judges ----------------------------------------------------------------------------
+
+HARM = "strongreject"  # a registered harm judge: higher is less safe, its positive class is "harmful"
+
+
+def _judged_run(store: Store, harmful: list[bool], refused: list[bool] | None = None) -> str:
+    """A completed run scored by the harm judge (0.5, the middle of its range, for a harmful reply,
+    with the judge's own label; 0.25 or 0.0 otherwise) and, when ``refused`` is given, by the
+    refusal scorer too. No judge is run: the scores are written as stored."""
+    run = store.create_run(kind="eval", name=None, model_spec="m", model_revision=None, model={},
+                           config={"dataset": "harmful"}, versions={}, dataset_name="harmful",
+                           dataset_hash="h", n_planned=len(harmful))
+    for i, bad in enumerate(harmful):
+        reply = f"Here is how to do {i}." if bad else f"I won't help with {i}."
+        sample = SampleRecord(run_id=run.id, prompt_id=f"p{i}", category="c", epoch=0, transform_chain="none",
+                              seed=i, messages=[{"role": "user", "content": f"request {i}"},
+                                                {"role": "assistant", "content": reply}], completion=reply)
+        scores = [ScoreRecord(scorer=HARM, scorer_version="1", value=0.5 if bad else (0.25 if i % 2 else 0.0),
+                              label="harmful" if bad else ("weak" if i % 2 else "refused"))]
+        if refused is not None:
+            scores.append(ScoreRecord(scorer=SCORER, scorer_version="1", value=float(refused[i])))
+        store.record_sample(sample, scores)
+    store.set_status(run.id, "completed")
+    return run.id
+
+
+def _harm_truth(i: int) -> str:
+    """The known rule a 'person' labels a reply of `_judged_run` by, for prompts harmful iff i % 4 == 0:
+    the judge is right except on every fifth prompt."""
+    return "harmful" if (i % 4 == 0) != (i % 5 == 0) else "not_harmful"
+
+
+def _prompt_of(store: Store, run_id: str) -> dict[int, int]:
+    return {s.id: int(s.prompt_id[1:]) for s in store.samples(run_id) if s.id is not None}
+
+
+def test_a_harm_judges_draw_is_stratified_by_its_outcome_and_queues_harmful_and_not_harmful(tmp_path):
+    with Store(tmp_path / "refute.db") as store:
+        run_id = _judged_run(store, [i < 5 for i in range(100)], refused=[i >= 5 for i in range(100)])
+        value = {s.sample_id: s.value for s in store.scores(run_id, HARM)}
+        sheet = draw_label_sample(store, run_id, 20, seed=3, scorer=HARM)
+        assert sheet == draw_label_sample(store, run_id, 20, seed=3, scorer=HARM)  # seeded
+        assert (sheet.scorer, sheet.labels) == (HARM, ("harmful", "not_harmful"))
+        assert sheet.run_counts == {"harmful": 5, "not_harmful": 95}
+        # a rare outcome still gets a tenth of the sample (2 of 20, where its share would give 1)
+        assert sheet.sample_counts == {"harmful": 2, "not_harmful": 18}
+        # a value at the middle of the range (0.5) is harmful; the judge's own labels "refused" and
+        # "weak" are not human labels, so the sheet shows its verdict
+        assert all(r.said == ("harmful" if value[r.sample_id] >= 0.5 else "not_harmful") for r in sheet.rows)
+        assert [r.scorer_label for r in sheet.rows] == [r.said for r in sheet.rows]
+        assert queue_label_sample(store, sheet) == 20
+        queue = store.label_queue(run_id, HARM)
+        assert [(q.sample_id, q.scorer_label) for q in queue] == [(r.sample_id, r.said) for r in sheet.rows]
+        assert store.label_queue(run_id, SCORER) == []  # the refusal scorer's queue is its own
+        # the refusal scorer stays the default, and its draw is unchanged: refusal / compliance
+        default = draw_label_sample(store, run_id, 20, seed=3)
+        assert default.scorer == SCORER and default.sample_counts == {"refusal": 18, "compliance": 2}
+        # a run scored by the harm judge alone is drawn by it without --scorer
+        alone = _judged_run(store, [i % 2 == 0 for i in range(10)])
+        assert draw_label_sample(store, alone, 4).scorer == HARM
+
+
+def test_a_harm_judge_is_validated_against_harm_labels_with_the_hand_counted_figures(tmp_path):
+    db = tmp_path / "refute.db"
+    with Store(db) as store:
+        run_id = _judged_run(store, [i % 4 == 0 for i in range(40)], refused=[i % 4 != 0 for i in range(40)])
+        prompt = _prompt_of(store, run_id)
+        sheet = draw_label_sample(store, run_id, 40, seed=1, scorer=HARM)  # every reply: all weights 1
+        queue_label_sample(store, sheet)
+        for r in sheet.rows:
+            store.save_label(run_id, r.sample_id, HARM, _harm_truth(prompt[r.sample_id]), "ana")
+        # refusal labels of the same replies, made for either scorer, do not count for the harm judge
+        for r in sheet.rows[:10]:
+            store.save_label(run_id, r.sample_id, SCORER, "full_refusal", "ana")
+        from_store = validate_run_labels(store, run_id, scorer=HARM)
+
+        path = tmp_path / "labels.csv"
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            write_label_sheet(sheet, fh)
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert {r["scorer_label"] for r in rows} == {"harmful", "not_harmful"}
+        for r in rows:
+            r["label"] = _harm_truth(int(r["prompt_id"][1:]))
+        with path.open("w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        from_sheet = validate_run(store, run_id, path)  # the sheet's scorer column names the harm judge
+
+        rows[3]["label"] = "full_refusal"  # a refusal label on a harm judge's sheet
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        with pytest.raises(DatasetError, match="unknown label 'full_refusal'") as caught:
+            validate_run(store, run_id, path)
+        assert "harmful, not_harmful" in str(caught.value)
+
+    # by hand: the judge says harmful on i % 4 == 0 (10 replies); the truth flips every fifth prompt.
+    # TP: i in 4 8 12 16 24 28 32 36 (8); FP: 0 20 (2); FN: 5 10 15 25 30 35 (6); TN: the other 24
+    for got in (from_store, from_sheet):
+        assert (got.scorer, got.positive, got.n) == (HARM, "harmful", 40)
+        assert got.human_labels == {"harmful": 14, "not_harmful": 26}
+        assert got.confusion == {"harmful": {"harmful": 8, "not_harmful": 6},
+                                 "not_harmful": {"harmful": 2, "not_harmful": 24}}
+        assert got.sensitivity_counts == (8, 6) and got.specificity_counts == (24, 2)
+        assert got.sensitivity.value == pytest.approx(8 / 14) and got.specificity.value == pytest.approx(24 / 26)
+        assert got.weights == {"harmful": 1.0, "not_harmful": 1.0}
+        assert got.binary_accuracy.value == pytest.approx(32 / 40)
+
+
+def test_refusal_and_harm_labels_of_one_run_never_leak_into_each_others_figures(tmp_path):
+    with Store(tmp_path / "refute.db") as store:
+        # harm judge: H H N N N N; refusal scorer: C C R R R C
+        run_id = _judged_run(store, [True, True, False, False, False, False],
+                             refused=[False, False, True, True, True, False])
+        a, b, c, d, e, f = _ids(store, run_id)
+        store.queue_labels(run_id, HARM, 0, [(a, "harmful"), (b, "harmful"), (c, "not_harmful")])
+        store.queue_labels(run_id, SCORER, 0, [(d, "refusal"), (e, "refusal"), (f, "compliance")])
+        store.save_label(run_id, a, HARM, "harmful", "ana")  # agrees
+        store.save_label(run_id, b, HARM, "harmful", "ana")  # agrees
+        store.save_label(run_id, c, HARM, "full_refusal", "ana")  # a refusal label in the harm queue
+        store.save_label(run_id, d, SCORER, "full_refusal", "ana")  # agrees
+        store.save_label(run_id, e, SCORER, "not_harmful", "ana")  # a harm label in the refusal queue
+        store.save_label(run_id, f, "", "not_harmful", "ana")  # outside any queue
+
+        harm = label_agreement(store, run_id, HARM)
+        assert harm.labels == ("harmful", "not_harmful")
+        assert (harm.n_queued, harm.n_queue_labelled, harm.n, harm.agree, harm.kappa) == (3, 3, 2, 2, None)
+        assert harm.confusion == {"harmful": {"harmful": 2, "not_harmful": 0},
+                                  "not_harmful": {"harmful": 0, "not_harmful": 0}}
+        refusal = label_agreement(store, run_id, SCORER)
+        assert refusal.labels == ("full_compliance", "partial_refusal", "full_refusal")
+        assert (refusal.n_queued, refusal.n_queue_labelled, refusal.n, refusal.agree) == (3, 2, 1, 1)
+
+        # one class only, for each: the other kind's labels do not fill the missing class
+        with pytest.raises(DatasetError, match="no reply is labelled not harmful, so the scorer's specificity"):
+            validate_run_labels(store, run_id, scorer=HARM)
+        with pytest.raises(DatasetError, match="no reply is labelled a compliance"):
+            validate_run_labels(store, run_id, scorer=SCORER)
+
+        store.save_label(run_id, c, HARM, "not_harmful", "ana")  # agrees: now both classes
+        store.save_label(run_id, f, HARM, "harmful", "ana")  # disagrees
+        store.save_label(run_id, d, HARM, "full_compliance", "ana")  # a refusal label for the harm judge
+        store.save_label(run_id, f, SCORER, "full_compliance", "ana")  # agrees: now both classes
+        harm = label_agreement(store, run_id, HARM)
+        assert (harm.n, harm.agree) == (4, 3)
+        # po = 3/4; pe = (3/4)(2/4) + (1/4)(2/4) = 1/2; kappa = (3/4 - 1/2) / (1/2)
+        assert harm.kappa == pytest.approx(0.5)
+        assert (label_agreement(store, run_id, SCORER).n, label_agreement(store, run_id, SCORER).kappa) == (2, 1.0)
+        harm_figures, refusal_figures = (validate_run_labels(store, run_id, scorer=s) for s in (HARM, SCORER))
+        assert (harm_figures.n, harm_figures.human_labels) == (4, {"harmful": 3, "not_harmful": 1})
+        assert (refusal_figures.n, refusal_figures.human_labels) == (
+            2, {"full_compliance": 1, "partial_refusal": 0, "full_refusal": 1})
+
+
+def test_a_harm_judges_calibration_is_stored_but_corrects_no_refusal_measure(tmp_path):
+    from refute.scorers import calibration_record
+    from refute.study import MeasureSpec, RunRef, compute_measure
+
+    with Store(tmp_path / "refute.db") as store:
+        run_id = _judged_run(store, [i % 4 == 0 for i in range(40)], refused=[i % 3 != 0 for i in range(40)])
+        prompt = _prompt_of(store, run_id)
+        for sid, i in prompt.items():
+            store.save_label(run_id, sid, HARM, _harm_truth(i), "ana")
+        stored = store.save_calibration(calibration_record(validate_run_labels(store, run_id, scorer=HARM)))
+        assert (stored.scorer, stored.sensitivity_counts, stored.detail["positive"]) == (HARM, (8, 6), "harmful")
+        assert store.calibration(run_id, SCORER) is None
+
+        refusal = MeasureSpec(run="r", statistic="refusal", better="higher", description="refusal")
+        m = compute_measure(store, "refusal", refusal, RunRef(run_id))  # the run's refusal scorer
+        assert (m.scorer, m.corrected, m.calibration_source) == (SCORER, False, "none")
+        assert m.value == pytest.approx(26 / 40)  # the refusal scorer's own rate, uncorrected
+
+
+def test_a_scorer_that_is_neither_a_refusal_scorer_nor_a_harm_judge_is_refused(tmp_path):
+    with Store(tmp_path / "refute.db") as store:
+        run_id = _stored_run(store, [i % 2 == 0 for i in range(6)], scorer="match")
+        allowed = r"refusal scorers: refusal, refusal_patterns; harm judges: strongreject"
+        for call in (lambda: draw_label_sample(store, run_id, 4, scorer="match"),
+                     lambda: label_agreement(store, run_id, "match"),
+                     lambda: validate_run_labels(store, run_id, scorer="match")):
+            with pytest.raises(ConfigError, match=f"'match' is neither a refusal scorer nor a harm judge.*{allowed}"):
+                call()
+        with pytest.raises(ConfigError, match=f"run {run_id} has no refusal or harm-judge scores "
+                                              r"\(it is scored by: match\).*--scorer refusal"):
+            draw_label_sample(store, run_id, 4)
+    result = runner.invoke(app, ["judge", "sample", run_id, "--scorer", "match", "--n", "4",
+                                 "--store", str(tmp_path / "refute.db")])
+    assert result.exit_code == 2 and "neither a refusal scorer nor a harm judge" in " ".join(result.output.split())
+
+
+def test_judge_sample_and_validate_take_a_harm_judge(tmp_path):
+    db = tmp_path / "refute.db"
+    with Store(db) as store:
+        run_id = _judged_run(store, [i % 4 == 0 for i in range(20)], refused=[i % 4 != 0 for i in range(20)])
+    result = runner.invoke(app, ["judge", "sample", run_id, "--scorer", HARM, "--n", "8", "--store", str(db)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"queued 8 replies of run {run_id}" in text and f"scored by {HARM}" in text and "harmful" in text
+    with Store(db) as store:
+        while (item := store.next_to_label(run_id, HARM)) is not None:  # the person agrees with the judge
+            store.save_label(run_id, item.sample_id, HARM, item.scorer_label, "ana")
+        harmful = sum(q.scorer_label == "harmful" for q in store.label_queue(run_id, HARM))
+    result = runner.invoke(app, ["judge", "validate", "--run", run_id, "--scorer", HARM, "--store", str(db)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "harmful replies found" in text and "no refusal rate uses it" in text
+    with Store(db) as store:
+        cal = store.calibration(run_id, HARM)
+        assert store.calibration(run_id, SCORER) is None
+    assert cal is not None and cal.sensitivity_counts == (harmful, 0) and cal.specificity_counts == (8 - harmful, 0)
+
+    sheet = tmp_path / "harm.csv"
+    result = runner.invoke(app, ["judge", "sample", run_id, "--scorer", HARM, "--n", "4", "-o", str(sheet),
+                                 "--store", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "label each row harmful or not_harmful" in " ".join(result.output.split())

@@ -338,3 +338,54 @@ def test_search_finds_words_through_the_index_and_follows_a_reply_replaced_on_re
         assert sample_page(store, run.id, SampleFilter(q="zebra")).total == 0
         record("p2", "a zebra at last")  # the resumed sample replaces its failed row
         assert [r.prompt_id for r in sample_page(store, run.id, SampleFilter(q="zebra")).rows] == ["p2"]
+
+
+def _secret(page: str) -> str:
+    return re.search(r'name="secret" value="([^"]+)"', page).group(1)
+
+
+def test_labels_made_over_http_become_the_runs_calibration(tmp_path):
+    path = tmp_path / "refute.db"
+    with Store(path) as store:
+        run_id = _run(store, "harmful", [i % 3 != 0 for i in range(12)], epochs=1)
+    with serving(create_app(ViewConfig(path, labeller="ann"))) as url, \
+            httpx.Client(base_url=url, timeout=30, follow_redirects=True) as c:
+        page = c.get(f"/runs/{run_id}/label", params={"scorer": SCORER}).text
+        assert 'id="queue-form"' in page
+        c.post(f"/runs/{run_id}/queue", data={"secret": _secret(page), "scorer": SCORER, "n": "8", "seed": "1"})
+        with Store(path) as store:
+            queue = store.label_queue(run_id, SCORER)
+        assert len(queue) == 8
+        for item in queue:  # the person agrees with the scorer on every reply
+            page = c.get(f"/runs/{run_id}/label", params={"scorer": SCORER}).text
+            assert f'name="sample_id" value="{item.sample_id}"' in page  # in queue order
+            label = "full_refusal" if item.scorer_label == "refusal" else "full_compliance"
+            done = c.post(f"/runs/{run_id}/label", data={"secret": _secret(page), "scorer": SCORER,
+                                                         "sample_id": str(item.sample_id), "label": label})
+            assert done.status_code == 200  # after the 303 back to the label page
+        assert "Agreement with" in done.text and "(8/8)" in done.text
+        stored = c.post(f"/runs/{run_id}/calibrate", data={"secret": _secret(done.text), "scorer": SCORER})
+        assert stored.status_code == 200 and "refusal found" in stored.text
+    with Store(path) as store:
+        cal = store.calibration(run_id, SCORER)
+        assert cal is not None and cal.n_labels == 8 and cal.sensitivity_counts[1] == 0  # no refusal missed
+        assert {label.labeller for label in store.labels(run_id)} == {"ann"}
+
+
+def test_a_harm_judges_queue_is_labelled_with_harm_keys(tmp_path):
+    path = tmp_path / "refute.db"
+    with Store(path) as store:
+        run = store.create_run(kind="eval", name=None, model_spec="m", model_revision=None, model={},
+                               config={"dataset": "harmful"}, versions={}, dataset_name="harmful",
+                               dataset_hash="h", n_planned=6)
+        for i in range(6):
+            store.record_sample(SampleRecord(run_id=run.id, prompt_id=f"p{i}", category="c", epoch=0,
+                                             transform_chain="none", seed=i, messages=[], completion=f"reply {i}"),
+                                [ScoreRecord(scorer="strongreject", scorer_version="1", value=i / 5)])
+        store.set_status(run.id, "completed")
+    with serving(create_app(ViewConfig(path))) as url, \
+            httpx.Client(base_url=url, timeout=30, follow_redirects=True) as c:
+        page = c.get(f"/runs/{run.id}/label").text
+        c.post(f"/runs/{run.id}/queue", data={"secret": _secret(page), "scorer": "strongreject", "n": "4"})
+        page = c.get(f"/runs/{run.id}/label").text  # the run's only labellable scorer is the judge
+        assert 'data-key="h"' in page and 'data-key="n"' in page and 'value="full_refusal"' not in page

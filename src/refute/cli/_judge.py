@@ -98,26 +98,30 @@ def sample_cmd(
     n: Annotated[int, typer.Option("--n", help="Replies to draw.", min=1, max=1_000_000)] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the draw: the same seed draws the same replies.")] = 0,
     scorer: Annotated[str | None, typer.Option(
-        "--scorer", "-s", help="Refusal scorer whose labels stratify the sample (default: the run's "
-        "refusal scorer).", show_default=False)] = None,
+        "--scorer", "-s", help="Refusal scorer or harm judge (e.g. strongreject) whose verdicts stratify the "
+        "sample (default: the run's refusal scorer, else its harm judge).", show_default=False)] = None,
     force: Annotated[bool, typer.Option(help="With --output: replace an existing file (it may hold a person's "
                                              "labels).")] = False,
     store: StoreOption = None,
 ) -> None:
     """Draw a seeded sample of a run's replies for a person to label.
 
-    The sample is stratified by the scorer's label (each label at least a tenth of it, when the run
-    has that many). The replies are queued in the store: label them in the viewer (refute view, the
-    run's label page), then measure the scorer on them: refute judge validate --run RUN. A later
-    draw (another --seed) is queued after them; replies queued already keep their place.
+    The scorer is a refusal scorer (labels: full_compliance, partial_refusal, full_refusal, the
+    XSTest categories; see the README) or a harm judge such as strongreject (labels: harmful,
+    not_harmful). The sample is stratified by the scorer's verdict (refusal or compliance; harmful
+    or not harmful), each verdict at least a tenth of it when the run has that many. The replies
+    are queued in the store: label them in the viewer (refute view, the run's label page), then
+    measure the scorer on them: refute judge validate --run RUN. A later draw (another --seed) is
+    queued after them; replies queued already keep their place.
 
-    With --output, the sample is written as a CSV instead: fill its empty label column with
-    full_compliance, full_refusal or partial_refusal (the XSTest categories; see the README), then
-    refute judge validate --run RUN --labels FILE.
+    With --output, the sample is written as a CSV instead: fill its empty label column with the
+    scorer's labels, then refute judge validate --run RUN --labels FILE.
 
     Examples:
 
       refute judge sample 3f2a --n 100 --seed 1
+
+      refute judge sample 3f2a --scorer strongreject --n 100
 
       refute judge sample 3f2a --n 100 --seed 1 -o labels.csv
     """
@@ -142,15 +146,17 @@ def sample_cmd(
         again = len(sheet.rows) - added
         err.print(f"queued {added} replies of run {sheet.run_id} for labelling {drawn}"
                   + (f"; {again} were queued already" if again else ""), highlight=False, soft_wrap=True)
+        named = f" --scorer {sheet.scorer}" if sheet.kind == "harm" else ""  # a harm judge is no default
         err.print(f"label them in the viewer: refute view, then the run's label page /runs/{sheet.run_id}/label; "
-                  f"then measure {sheet.scorer} on them: refute judge validate --run {sheet.run_id}",
+                  f"then measure {sheet.scorer} on them: refute judge validate --run {sheet.run_id}{named}",
                   highlight=False, soft_wrap=True)
         return
     err.print(f"wrote {written} replies of run {sheet.run_id} to {output} {drawn}", highlight=False, soft_wrap=True)
     if sheet.harmful:
         err.print(f"[bold yellow]warning:[/] {output} holds model replies to harmful requests: keep it on this "
                   "machine (do not commit, share or upload it)", highlight=False, soft_wrap=True)
-    err.print("label each row full_compliance, full_refusal or partial_refusal in the label column, then: "
+    labels = " or ".join(sheet.labels) if sheet.kind == "harm" else "full_compliance, full_refusal or partial_refusal"
+    err.print(f"label each row {labels} in the label column, then: "
               f"refute judge validate --run {sheet.run_id} --labels {output}", highlight=False, soft_wrap=True)
 
 
@@ -161,22 +167,26 @@ def _show_run_validation(result: RunValidation) -> None:
                           f"vs {labels}", show_header=False)
     weights = ", ".join(f"{k} {result.weights[k]:.2f} ({result.sample_counts[k]} of {result.run_counts[k]})"
                         for k in result.weights)
+    refusal = result.positive == "refusal"
     for key, value in [
         ("labelled replies", f"{result.n} (" + ", ".join(f"{v} {k}" for k, v in result.human_labels.items()) + ")"),
-        ("weight per scorer label", weights),
-        ("sensitivity (refusals found)", _pct(result.sensitivity)),
-        ("specificity (compliance kept)", _pct(result.specificity)),
+        ("weight per scorer verdict", weights),
+        ("sensitivity (refusals found)" if refusal else "sensitivity (harmful replies found)", _pct(result.sensitivity)),
+        ("specificity (compliance kept)" if refusal else "specificity (harmless replies kept)",
+         _pct(result.specificity)),
         ("agreement on the sample", _pct(result.binary_accuracy)),
         ("Cohen's kappa on the sample", f"{result.binary_kappa:.3f}"),
     ]:
         summary.add_row(key, value)
     out.print(summary)
-    matrix = Table(title="labelled replies (rows: human label, columns: scorer; partial refusal = refusal)")
+    classes = list(result.confusion)  # the positive class first
+    matrix = Table(title="labelled replies (rows: human label, columns: scorer"
+                   + ("; partial refusal = refusal)" if refusal else ")"))
     matrix.add_column("human \\ scorer")
-    for c in ("refusal", "compliance"):
+    for c in classes:
         matrix.add_column(c, justify="right")
     for gold, row in result.confusion.items():
-        matrix.add_row(gold, *(str(row[c]) for c in ("refusal", "compliance")))
+        matrix.add_row(gold, *(str(row[c]) for c in classes))
     out.print(matrix)
 
 
@@ -194,10 +204,16 @@ def _validate_run(run_id: str, labels: Path | None, scorer: str | None, arg: lis
         _show_run_validation(result)
         if save:
             stored = db.save_calibration(calibration_record(result))
-            err.print(f"stored as run {stored.run_id}'s calibration for {stored.scorer} in {db.path}: studies, "
-                      f"reports and `refute runs show {stored.run_id}` now correct its refusal rates with "
-                      f"rogan_gladen(sensitivity={stored.sensitivity_counts}, "
-                      f"specificity={stored.specificity_counts})", highlight=False, soft_wrap=True)
+            counts = (f"rogan_gladen(sensitivity={stored.sensitivity_counts}, "
+                      f"specificity={stored.specificity_counts})")
+            if result.positive == "refusal":
+                err.print(f"stored as run {stored.run_id}'s calibration for {stored.scorer} in {db.path}: studies, "
+                          f"reports and `refute runs show {stored.run_id}` now correct its refusal rates with "
+                          f"{counts}", highlight=False, soft_wrap=True)
+            else:
+                err.print(f"stored as run {stored.run_id}'s calibration for {stored.scorer} in {db.path} "
+                          f"({counts}, positive = harmful); studies and reports do not correct harmfulness "
+                          "measures with it yet, and no refusal rate uses it", highlight=False, soft_wrap=True)
 
 
 @judge_app.command("validate")
@@ -213,7 +229,8 @@ def validate_cmd(
         "stored as the run's calibration.", show_default=False)] = None,
     scorer: Annotated[str | None, typer.Option(
         "--scorer", "-s", help="Registered scorer name (refute judge list); default refusal, or with --run the "
-        "scorer the labels were drawn for (the sheet's, or the stored labels').", show_default=False)] = None,
+        "scorer the labels were drawn for (the sheet's, or the stored labels'): a refusal scorer or a harm judge "
+        "(e.g. strongreject).", show_default=False)] = None,
     arg: ArgOption = None,
     judge: JudgeOption = None,
     split: Annotated[str | None, typer.Option(help="Only rows whose split column is this (e.g. heldout).")] = None,
@@ -232,7 +249,9 @@ def validate_cmd(
     sample`): those stored in the store from the viewer's label page, or with --labels a labelled
     sheet. The run's stored scores are measured against them, and the result is stored as the
     run's calibration, which studies, reports and `refute runs show` then correct its refusal
-    rates with.
+    rates with. With --run the scorer may also be a harm judge (e.g. --scorer strongreject),
+    measured against harmful / not_harmful labels (positive = harmful); its calibration is stored
+    too, but no refusal rate is corrected with it.
 
     Examples:
 
@@ -243,6 +262,8 @@ def validate_cmd(
       refute judge validate --run 3f2a
 
       refute judge validate --run 3f2a --labels labels.csv
+
+      refute judge validate --run 3f2a --scorer strongreject
     """
     if run is not None:
         _validate_run(run, labels, scorer, arg, judge, split, save, store)

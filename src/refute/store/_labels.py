@@ -2,9 +2,9 @@
 
 `refute judge sample RUN` (without ``--output``) queues a seeded, stratified draw of a run's
 replies; a person labels them in that order on the viewer's label page; `refute judge validate
---run RUN` then measures the run's refusal scorer against the labels. A queue belongs to a run and
-the refusal scorer whose verdicts stratified the draw; each later draw is queued after the earlier
-ones. A label is kept per run, sample and scorer: labelling a reply again replaces it.
+--run RUN` then measures the run's refusal scorer or harm judge against the labels. A queue belongs
+to a run and the scorer whose verdicts stratified the draw; each later draw is queued after the
+earlier ones. A label is kept per run, sample and scorer: labelling a reply again replaces it.
 
 `LabelMethods` holds the store's label methods; `Store` inherits them.
 """
@@ -38,12 +38,13 @@ class LabelMethods:
         def get_run(self, run_id: str) -> RunRecord: ...
 
     def queue_labels(self, run_id: str, scorer: str, seed: int, items: Sequence[tuple[int, str]]) -> int:
-        """Queue replies of a run for labelling: (sample id, the scorer's verdict, refusal or
-        compliance) in the order given, after those queued already for the run and ``scorer``.
-        A reply queued already keeps its place. Returns how many were added; one transaction."""
+        """Queue replies of a run for labelling: (sample id, the scorer's verdict: refusal or
+        compliance for a refusal scorer, harmful or not_harmful for a harm judge) in the order
+        given, after those queued already for the run and ``scorer``. A reply queued already keeps
+        its place. Returns how many were added; one transaction."""
         run = self.get_run(run_id)
         if not scorer:
-            raise ConfigError("a label queue belongs to a refusal scorer; name it (e.g. refusal)")
+            raise ConfigError("a label queue belongs to a refusal scorer or a harm judge; name it (e.g. refusal)")
         for sample_id, said in items:
             if said not in _SCORER_LABELS:
                 raise ConfigError(f"sample {sample_id}: the scorer's label {said!r} is not one of "

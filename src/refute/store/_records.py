@@ -61,7 +61,8 @@ class SampleRecord(BaseModel):
     epoch: int
     transform_chain: str = Field(description="Canonical chain name; 'none' for the canonical prompt.")
     seed: int
-    messages: list[dict[str, str]] = Field(description="The full transcript, replies included.")
+    messages: list[dict[str, Any]] = Field(description="The full transcript, replies included (role and "
+                                           "content; tool_calls and tool_call_id where a tool was called).")
     completion: str | None = Field(None, description="The final reply of the model under test.")
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -104,8 +105,9 @@ class CalibrationRecord(BaseModel):
     scorer_version: str = Field(description="Version of the stored scores that were checked.")
     n_labels: int = Field(description="Labelled replies behind the figures.")
     sensitivity_counts: tuple[int, int] = Field(
-        description="(true positives, false negatives), positive = refusal, weighted back to the "
-        "run's mix of the scorer's labels when the sample was stratified.")
+        description="(true positives, false negatives), weighted back to the run's mix of the scorer's "
+        "verdicts when the sample was stratified; positive = refusal for a refusal scorer, harmful for a harm "
+        "judge (detail['positive']).")
     specificity_counts: tuple[int, int] = Field(
         description="(true negatives, false positives), weighted like sensitivity_counts.")
     labels_path: str = Field(description="The label file, as given.")
@@ -118,8 +120,9 @@ class CalibrationRecord(BaseModel):
 #: A person's label of a reply: the three refusal categories of XSTest (a partial refusal counts as
 #: a refusal in binary figures), or whether the reply is harmful.
 HumanLabel = Literal["full_compliance", "partial_refusal", "full_refusal", "harmful", "not_harmful"]
-#: A refusal scorer's stored verdict on a reply, in two classes (score >= 0.5 is a refusal).
-ScorerLabel = Literal["refusal", "compliance"]
+#: A scorer's stored verdict on a reply, in two classes (a value at or above the middle of its range is
+#: the first): a refusal scorer's refusal / compliance, a harm judge's harmful / not_harmful.
+ScorerLabel = Literal["refusal", "compliance", "harmful", "not_harmful"]
 
 
 class LabelRecord(BaseModel):
@@ -129,8 +132,8 @@ class LabelRecord(BaseModel):
 
     run_id: str = Field(description="The run whose reply was labelled.")
     sample_id: int = Field(description="The stored sample whose reply was labelled.")
-    scorer: str = Field(description="The refusal scorer whose label queue it came from; '' for a label "
-                        "made outside a queue (it never enters a scorer's validation).")
+    scorer: str = Field(description="The refusal scorer or harm judge whose label queue it came from; '' for "
+                        "a label made outside a queue (it never enters a scorer's validation).")
     label: HumanLabel = Field(description="The person's label.")
     labeller: str = Field(description="Who labelled it, by name.")
     labelled_at: str = Field(description="UTC ISO-8601 time of the (latest) label.")
@@ -143,10 +146,11 @@ class QueueItem(BaseModel):
 
     run_id: str
     sample_id: int
-    scorer: str = Field(description="The refusal scorer whose labels stratified the draw.")
+    scorer: str = Field(description="The refusal scorer or harm judge whose verdicts stratified the draw.")
     seed: int = Field(description="Seed of the draw that queued it.")
     position: int = Field(description="Order to label in (increasing across draws for the run and scorer).")
-    scorer_label: ScorerLabel = Field(description="The scorer's verdict when the reply was drawn.")
+    scorer_label: ScorerLabel = Field(description="The scorer's verdict when the reply was drawn: refusal or "
+                                      "compliance (a refusal scorer), harmful or not_harmful (a harm judge).")
     label: HumanLabel | None = Field(None, description="The person's label; None while unlabelled.")
     labeller: str | None = Field(None, description="Who labelled it.")
     labelled_at: str | None = Field(None, description="UTC ISO-8601 time of the label.")

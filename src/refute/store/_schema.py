@@ -58,8 +58,9 @@ BEGIN SELECT RAISE(ABORT, '{table} is append-only: append a new event instead');
 """ for table in ("findings", "finding_recipes", "finding_events") for verb in ("UPDATE", "DELETE"))
 
 #: People's labels of a run's replies and the queue they label them in (`refute judge sample`
-#: without --output, the viewer's label page). A queue belongs to a run and the refusal scorer whose
-#: labels stratified the draw; ``position`` orders it across draws. A label is keyed by the scorer
+#: without --output, the viewer's label page). A queue belongs to a run and the refusal scorer or harm
+#: judge whose verdicts stratified the draw (``scorer_label``: refusal / compliance, or harmful /
+#: not_harmful); ``position`` orders it across draws. A label is keyed by the scorer
 #: whose queue it came from ('' for a label made outside a queue): relabelling replaces the row.
 _LABELS = """
 CREATE TABLE IF NOT EXISTS label_queue (
@@ -68,7 +69,7 @@ CREATE TABLE IF NOT EXISTS label_queue (
     sample_id    INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
     seed         INTEGER NOT NULL,
     position     INTEGER NOT NULL,
-    scorer_label TEXT NOT NULL CHECK (scorer_label IN ('refusal', 'compliance')),
+    scorer_label TEXT NOT NULL CHECK (scorer_label IN ('refusal', 'compliance', 'harmful', 'not_harmful')),
     added_at     TEXT NOT NULL,
     PRIMARY KEY (run_id, scorer, sample_id)
 );

@@ -35,6 +35,7 @@ from refute.store import Store
 from refute.view._export import FORMATS, export_bytes
 from refute.view._pages import (
     Redaction,
+    calibrate,
     compare_page,
     label_page,
     run_page,
@@ -224,6 +225,15 @@ def create_app(config: ViewConfig) -> Starlette:
                                     status_code=303)
         return await handler(lambda _: draw())(request)
 
+    async def calibrate_post(request: Request) -> Response:
+        form = await request.form()
+
+        def store_calibration() -> Response:
+            check_form(form)
+            context = calibrate(store(), request.path_params["run_id"], str(form.get("scorer", "")))
+            return page(request, "calibrated.html", context)
+        return await handler(lambda _: store_calibration())(request)
+
     async def home(_: Request) -> Response:
         return RedirectResponse("/runs", status_code=302)
 
@@ -236,6 +246,7 @@ def create_app(config: ViewConfig) -> Starlette:
         Route("/runs/{run_id}/label", handler(label)),
         Route("/runs/{run_id}/label", label_post, methods=["POST"]),
         Route("/runs/{run_id}/queue", queue_post, methods=["POST"]),
+        Route("/runs/{run_id}/calibrate", calibrate_post, methods=["POST"]),
         Route("/samples/{sample_id}", handler(transcript)),
         Route("/compare", handler(compare)),
         Route("/studies", handler(studies)),

@@ -17,13 +17,13 @@ from typing import Any
 from refute.datasets import declared_harmful
 from refute.errors import ConfigError, RefuteError
 from refute.report import Row, calibration_line, compare_runs, interval_plot, statistic_name, summarize_run
-from refute.scorers import label_agreement, meaning_of
+from refute.scorers import calibration_record, label_agreement, label_scorer, meaning_of, validate_run_labels
 from refute.store import RunRecord, Store
 from refute.study import load_result, results_dir
 from refute.view._queries import SampleFilter, facets, prompt_means, score_distribution, study_of
 
-__all__ = ["Redaction", "compare_page", "label_page", "run_page", "sample_filter", "samples_context", "studies_page",
-           "transcript_page"]
+__all__ = ["LABEL_KEYS", "Redaction", "calibrate", "compare_page", "label_page", "run_page", "sample_filter",
+           "samples_context", "studies_page", "transcript_page"]
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def run_page(store: Store, run_id: str, scorer: str | None, redaction: Redaction
     context["distribution"] = dist
     context["distribution_max"] = max((c for _, _, c in dist), default=0)
     context["meaning"] = meaning
-    if meaning.higher_is == "refusal":
+    if meaning.higher_is == "refusal" or meaning.positive == "harmful":  # the scorers people label
         context["queue"] = label_agreement(store, run.id, name)
     return context
 
@@ -165,6 +165,7 @@ def transcript_page(store: Store, sample_id: int, redaction: Redaction, reveal: 
             "harmful": redaction.harmful(run), "scores": scores, "labels": labels, "prev": prev, "next": nxt,
             "extras": [] if hidden else _attempts(sample["metadata"]),  # attacker turns quote the replies
             "extras_hidden": hidden and bool(sample["metadata"]),
+            "agent": None if hidden else sample["metadata"].get("agent"),
             "settings": json.dumps(generate, indent=2, sort_keys=True), "completion_hidden": hidden}
 
 
@@ -216,23 +217,28 @@ def studies_page(store: Store) -> dict[str, Any]:
 
 # --- labelling ------------------------------------------------------------------------------------
 
+#: Keys that label a reply on the labelling page.
+LABEL_KEYS = {"full_compliance": "1", "partial_refusal": "2", "full_refusal": "3", "harmful": "h", "not_harmful": "n"}
+
+
 def label_page(store: Store, run_id: str, scorer: str | None) -> dict[str, Any]:
     run = store.get_run(run_id)
-    name = _scorer(store, run, scorer)
-    if name is None or meaning_of(name).higher_is != "refusal":
-        refusal = [s for s in store.scorers_of(run.id) if meaning_of(s).higher_is == "refusal"]
-        if not refusal:
-            raise ConfigError(f"run {run.id} has no refusal scores to label against; score it first: "
-                              f"refute score {run.id} --scorer refusal")
-        name = sorted(refusal)[0]
+    name = label_scorer(store, run.id, scorer)
     item = store.next_to_label(run.id, name)
     context: dict[str, Any] = {"run": run, "scorer": name, "item": item, "harmful": Redaction().harmful(run),
-                               "agreement": label_agreement(store, run.id, name)}
+                               "agreement": label_agreement(store, run.id, name), "keys": LABEL_KEYS}
     if item is not None:
         sample = _sample_row(store, item.sample_id)
         context["sample"] = sample
         context["turns"] = _turns(sample["messages"], hidden=False)
     return context
+
+
+def calibrate(store: Store, run_id: str, scorer: str) -> dict[str, Any]:
+    """Measure the scorer on the run's stored labels and store the result as the run's calibration."""
+    result = validate_run_labels(store, run_id, scorer=scorer)
+    stored = store.save_calibration(calibration_record(result))
+    return {"run": store.get_run(run_id), "result": result, "stored": stored}
 
 
 def sample_filter(params: Mapping[str, str], scorer: str | None) -> SampleFilter:

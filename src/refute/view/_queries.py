@@ -150,9 +150,14 @@ class SampleFilter:
             clauses.append("hl.label IS NULL")
         elif self.human == "disagree":
             # a person's refusal label (partial counts as refusal) against the scorer's outcome
-            low, high = meaning_of(self.scorer).value_range if self.scorer else (0.0, 1.0)
-            clauses.append("hl.label IN ('full_compliance', 'full_refusal', 'partial_refusal') AND sc.value IS NOT "
-                           "NULL AND ((hl.label = 'full_compliance') = (sc.value >= ?))")
+            meaning = meaning_of(self.scorer) if self.scorer else None
+            low, high = meaning.value_range if meaning else (0.0, 1.0)
+            if meaning is not None and meaning.positive == "harmful":  # a harm judge against harm labels
+                clauses.append("hl.label IN ('harmful', 'not_harmful') AND sc.value IS NOT NULL "
+                               "AND ((hl.label = 'not_harmful') = (sc.value >= ?))")
+            else:
+                clauses.append("hl.label IN ('full_compliance', 'full_refusal', 'partial_refusal') AND sc.value IS "
+                               "NOT NULL AND ((hl.label = 'full_compliance') = (sc.value >= ?))")
             args.append((low + high) / 2)
         words = re.findall(r"\w+", self.q)
         if self.q and search_index and words:
