@@ -84,7 +84,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+#: The scorers of agentic tasks (records naming an ``agent_task``), registered by `refute.agents`.
+AGENT_SCORERS = ("agent_success", "affordance_use", "agent_monitor")
+
+
 def default_scorers(dataset: Dataset) -> list[str]:
+    if any("agent_task" in r.metadata for r in dataset.records):
+        return list(AGENT_SCORERS)
     has_targets = any(r.target is not None for r in dataset.records)
     return ["match"] if has_targets else ["refusal"]
 
@@ -158,9 +164,12 @@ def cache_key(model: ModelBackend, request: GenerateRequest) -> str:
     payload = {
         "spec": model.info.spec, "revision": model.info.revision, "backend": model.info.backend,
         "details": dict(model.info.details),
-        "config": request.config.model_dump(), "seed": request.seed,
-        "messages": [m.model_dump() for m in request.messages],
+        "config": request.config.model_dump(exclude={"stop"} if not request.config.stop else None),
+        "seed": request.seed,
+        "messages": [m.model_dump(exclude_defaults=True) for m in request.messages],
     }
+    if request.tools:
+        payload["tools"] = list(request.tools)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -329,10 +338,11 @@ class _Engine:
         try:
             messages = list(plan.messages)
         except RefuteError as exc:  # a rewrite model failed: the sample fails, the run goes on
-            self._fail(plan, SampleState(messages=list(plan.base), config=self.task.generate, seed=plan.seed),
+            self._fail(plan, SampleState(messages=list(plan.base), config=self.task.generate, seed=plan.seed,
+                                         record=plan.record),
                        f"transform failed: {exc}")
             return None
-        state = SampleState(messages=messages, config=self.task.generate, seed=plan.seed)
+        state = SampleState(messages=messages, config=self.task.generate, seed=plan.seed, record=plan.record)
         run = self.solve(state)
         try:
             return _Slot(plan, state, run, next(run))
@@ -352,6 +362,8 @@ class _Engine:
         return cache_key(_model_for(self.models, slot.request), slot.request)
 
     def _cached(self, slot: _Slot) -> Completion | None:
+        if slot.request.tools:  # the cache keeps a reply's text, not its tool calls
+            return None
         hit = self.store.cache_get(self._key(slot))
         return None if hit is None else Completion(text=hit.text, input_tokens=hit.input_tokens,
                                                    output_tokens=hit.output_tokens, latency_s=hit.latency_s,
@@ -362,7 +374,7 @@ class _Engine:
         if not cached:
             completion, cut = _cap(completion)
             slot.truncated = slot.truncated or cut
-            if completion.ok:  # failures are never cached
+            if completion.ok and not slot.request.tools:  # failures (and tool calls) are never cached
                 self.store.cache_put(self._key(slot), CachedReply(
                     completion.text, completion.input_tokens, completion.output_tokens, completion.latency_s,
                     completion.finish_reason))
@@ -471,7 +483,7 @@ def _commit(store: Store, run_id: str, slot: _Slot, scorers: list[Scorer]) -> No
     sample = SampleRecord(
         run_id=run_id, prompt_id=plan.record.id, category=plan.record.category, epoch=plan.epoch,
         transform_chain=plan.chain, seed=plan.seed,
-        messages=[m.model_dump() for m in state.messages],
+        messages=[m.model_dump(exclude_defaults=True) for m in state.messages],
         completion=None if error else (completion.text if completion else None),
         input_tokens=sum(t.input_tokens for t in turns), output_tokens=sum(t.output_tokens for t in turns),
         latency_s=sum(t.latency_s for t in turns),
@@ -482,7 +494,8 @@ def _commit(store: Store, run_id: str, slot: _Slot, scorers: list[Scorer]) -> No
     )
     scores: list[ScoreRecord] = []
     if error is None and completion is not None:
-        item = ScoreInput(record=plan.record, messages=sample.messages, completion=completion.text)
+        item = ScoreInput(record=plan.record, messages=sample.messages, completion=completion.text,
+                          metadata=state.metadata)
         for s in scorers:
             scores.append(_safe_score(s, item))
     store.record_sample(sample, scores)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from refute.datasets import Record
 from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message
 from refute.registry import registry
 
@@ -29,6 +30,7 @@ class SampleState:
     turns: list[Completion] = field(default_factory=list)
     cached: bool = False  # any turn answered from the request cache
     metadata: dict[str, Any] = field(default_factory=dict)  # stored with the sample
+    record: Record | None = None  # the dataset record (an agent solver reads its task from it)
 
     def request(self) -> GenerateRequest:
         """The next request to the model under test, on the conversation so far."""

@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 class Message(BaseModel):
@@ -16,8 +16,11 @@ class Message(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    role: Role = Field(description="Who speaks: system, user or assistant.")
+    role: Role = Field(description="Who speaks: system, user, assistant, or a tool's result.")
     content: str = Field(description="The text of the message.")
+    tool_calls: tuple[dict[str, Any], ...] = Field(
+        (), description="An assistant's OpenAI-style tool calls: {id, name, arguments (JSON text)} each.")
+    tool_call_id: str | None = Field(None, description="A tool result: the id of the call it answers.")
 
 
 class GenerateConfig(BaseModel):
@@ -28,6 +31,15 @@ class GenerateConfig(BaseModel):
     max_tokens: int = Field(64, ge=1, description="Most new tokens to generate.")
     temperature: float = Field(0.0, ge=0.0, description="0 means greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    stop: tuple[str, ...] = Field((), description="End each reply right after the first of these strings "
+                                  "(kept in the reply). Local models stop generating there; an endpoint's "
+                                  "reply is cut there.")
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """``text`` up to and including the first of the ``stop`` strings it contains."""
+    ends = [i + len(s) for s in stop if s and (i := text.find(s)) >= 0]
+    return text[: min(ends)] if ends else text
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,8 @@ class GenerateRequest:
     #: Which model answers: "target" (the model under test) or a helper role such as
     #: "attacker" or "judge" that a solver asks (multi-turn and attacker loops).
     role: str = "target"
+    #: OpenAI function definitions the model may call (endpoint backends; local ones ignore them).
+    tools: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,8 @@ class Completion:
     latency_s: float = 0.0
     finish_reason: str | None = None
     error: str | None = None
+    #: OpenAI-style tool calls of the reply: {id, name, arguments (JSON text)} each.
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
     @property
     def ok(self) -> bool:

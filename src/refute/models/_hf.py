@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from refute.errors import ConfigError, ModelError, ModelNotInstalledError
-from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message, ModelInfo
+from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message, ModelInfo, cut_at_stop
 from refute.models._encode import encode_texts, has_chat_template, render
 
 if TYPE_CHECKING:
@@ -175,13 +175,15 @@ class HFBackend:
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.eos_ids,
+            stop_strings=list(config.stop) or None,
         )
         processors = LogitsProcessorList()
         if config.temperature > 0:
             processors.append(_SeededSampler([r.seed for r in requests], config.temperature, config.top_p))
         start = time.perf_counter()
         with torch.inference_mode():
-            out = self.model.generate(**enc, generation_config=gen_config, logits_processor=processors)
+            out = self.model.generate(**enc, generation_config=gen_config, logits_processor=processors,
+                                      tokenizer=self.tokenizer if config.stop else None)
         elapsed = time.perf_counter() - start
         prompt_len = enc["input_ids"].shape[1]
         new_tokens = out[:, prompt_len:]  # (B, T_new)
@@ -194,6 +196,11 @@ class HFBackend:
                     n_out, finish = pos + 1, "stop"
                     break
             text = cast(str, self.tokenizer.decode(row[:n_out], skip_special_tokens=True))  # one sequence: a str
+            if config.stop and any(s in text for s in config.stop):  # generation stopped at (or past) it
+                cut = cut_at_stop(text, config.stop)
+                if cut != text:
+                    text, n_out = cut, len(self.tokenizer.encode(cut, add_special_tokens=False))
+                finish = "stop"
             results.append(Completion(text=text, input_tokens=int(n_in), output_tokens=n_out,
                                       latency_s=elapsed, finish_reason=finish))
         return results
@@ -202,5 +209,5 @@ class HFBackend:
         self.model = None
 
 
-def _config_key(config: GenerateConfig) -> tuple[int, float, float]:
-    return (config.max_tokens, config.temperature, config.top_p)
+def _config_key(config: GenerateConfig) -> tuple[int, float, float, tuple[str, ...]]:
+    return (config.max_tokens, config.temperature, config.top_p, config.stop)

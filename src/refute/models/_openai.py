@@ -30,14 +30,14 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from refute.errors import BackendRequestError, ConfigError, ModelError
-from refute.models._base import Completion, GenerateRequest, ModelInfo
+from refute.models._base import Completion, GenerateRequest, Message, ModelInfo, cut_at_stop
 
 __all__ = ["OpenAIBackend"]
 
@@ -48,7 +48,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 #: Body keys this backend sets itself; ``extra_body`` may not override them.
 RESERVED_BODY_KEYS = frozenset(
-    {"model", "messages", "max_tokens", "temperature", "top_p", "seed", "n", "stream"}
+    {"model", "messages", "max_tokens", "temperature", "top_p", "seed", "n", "stream", "tools"}
 )
 _MAX_MESSAGE_CHARS = 500
 _CLOSE_WAIT_S = 10.0
@@ -273,7 +273,11 @@ class OpenAIBackend:
             while True:
                 attempts += 1
                 try:
-                    return await self._attempt(session.client, body, key)
+                    completion = await self._attempt(session.client, body, key)
+                    if any(s in completion.text for s in request.config.stop):
+                        completion = replace(completion, text=cut_at_stop(completion.text, request.config.stop),
+                                             finish_reason="stop")
+                    return completion
                 except BackendRequestError as exc:
                     failure = exc
                 if not failure.retryable or attempts > self._max_retries:
@@ -291,15 +295,18 @@ class OpenAIBackend:
         return Completion(text="", error=_scrub(error, key))
 
     def _body(self, request: GenerateRequest) -> dict[str, Any]:
-        return {
+        body = {
             **self._extra_body,
             "model": self._model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "max_tokens": request.config.max_tokens,
             "temperature": request.config.temperature,
             "top_p": request.config.top_p,
             "seed": request.seed,
         }
+        if request.tools:
+            body["tools"] = list(request.tools)
+        return body
 
     def _delay(self, attempts: int, retry_after: float | None) -> float:
         """Seconds to wait after failed attempt number ``attempts`` (1-based)."""
@@ -374,6 +381,34 @@ def _check_base_url(url: str, api_key_env: str) -> None:
         )
 
 
+def _message(m: Message) -> dict[str, Any]:
+    """A message as the chat completions API takes it, tool calls and tool results included."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [{"id": c.get("id"), "type": "function",
+                              "function": {"name": c.get("name"), "arguments": c.get("arguments", "{}")}}
+                             for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _tool_calls(message: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The reply's tool calls as {id, name, arguments}; malformed entries are kept, named empty,
+    so the solver can tell the model what was wrong."""
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list):
+        return ()
+    out = []
+    for call in calls:
+        fn = call.get("function") if isinstance(call, dict) else None
+        fn = fn if isinstance(fn, dict) else {}
+        args = fn.get("arguments")
+        out.append({"id": call.get("id") if isinstance(call, dict) else None, "name": str(fn.get("name") or ""),
+                    "arguments": args if isinstance(args, str) else json.dumps(args or {})})
+    return tuple(out)
+
+
 def _parse_completion(response: httpx.Response, latency: float) -> Completion:
     """Read one chat completion, or raise a retryable error saying what is wrong with it."""
     status = response.status_code
@@ -406,6 +441,9 @@ def _parse_completion(response: httpx.Response, latency: float) -> Completion:
         raise BackendRequestError(
             f"HTTP {status} but not a chat completion: {problem}", status=status, retryable=True
         )
+    calls = _tool_calls(choice["message"])
+    if content is None and calls:
+        content = ""  # a reply that only calls tools
     if content is None:
         # No text at all (a refused-by-filter reply, a tool call, a server bug) is not an empty
         # answer: stored as one, it would be scored as a refusal. It is an error the run reports.
@@ -424,6 +462,7 @@ def _parse_completion(response: httpx.Response, latency: float) -> Completion:
         output_tokens=_count(usage.get("completion_tokens")),
         latency_s=latency,
         finish_reason=finish if isinstance(finish, str) else None,
+        tool_calls=calls,
     )
 
 

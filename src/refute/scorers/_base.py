@@ -27,6 +27,7 @@ class ScoreInput:
     record: Record
     messages: list[dict[str, str]]
     completion: str
+    metadata: dict[str, Any] = field(default_factory=dict)  # the solver's extras (an agent's actions)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ def _item(sample: SampleRecord, records: dict[str, Record]) -> ScoreInput:
         users = [m["content"] for m in sample.messages if m.get("role") == "user"]
         record = Record(id=sample.prompt_id, prompt=(users[0] if users else "") or "(unknown prompt)",
                         category=sample.category)
-    return ScoreInput(record=record, messages=sample.messages, completion=sample.completion or "")
+    return ScoreInput(record=record, messages=sample.messages, completion=sample.completion or "",
+                      metadata=sample.metadata)
 
 
 def _safe(scorer: Scorer, items: Sequence[ScoreInput]) -> list[Score]:
