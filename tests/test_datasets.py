@@ -109,7 +109,7 @@ def test_benign_tasks_have_checkable_targets() -> None:
 
 def test_list_datasets_names_each_builtin() -> None:
     listed = list_datasets()
-    assert list(listed) == ["harmful", "benign-lookalike", "benign-tasks"]
+    assert list(listed) == ["harmful", "benign-lookalike", "benign-tasks", "agentic-basic"]
     assert all(isinstance(d, str) and d for d in listed.values())
     assert len(load_dataset("builtin:benign-tasks")) == len(load_dataset("benign-tasks"))
 

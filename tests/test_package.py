@@ -16,6 +16,7 @@ def test_importing_refute_and_its_library_does_not_import_torch():
 
 
 def test_public_exports_are_pinned():
+    import refute.agents
     import refute.engine
     import refute.models
     import refute.store
@@ -30,7 +31,10 @@ def test_public_exports_are_pinned():
         "ScoreRecord", "Store", "export_run", "open_store", "run_rows", "HumanLabel", "LabelRecord", "QueueItem",
         "ScorerLabel", "csv_cell"}
     assert {"TaskConfig", "run_task", "resume_run", "solver", "SampleState"} <= set(refute.engine.__all__)
-    for module in (refute.models, refute.store, refute.engine):
+    assert {"SandboxKind", "SandboxLimits", "ExecResult", "FileEvent", "SandboxSession", "BwrapSandbox",
+            "DockerSandbox", "SandboxUnavailableError", "available_sandbox",
+            "open_sandbox"} <= set(refute.agents.__all__)
+    for module in (refute.models, refute.store, refute.engine, refute.agents):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from refute.cli import _train_check, _train_data  # noqa: F401 - they add `refute train` subcommands
+from refute.cli._agent import agent_app
 from refute.cli._demo import demo
 from refute.cli._finding import finding_app
 from refute.cli._interp import interp_app
@@ -43,6 +44,7 @@ app.command("gate")(gate)
 app.command("report")(report)
 app.add_typer(finding_app, name="finding")
 app.command("view")(view)
+app.add_typer(agent_app, name="agent")
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ def run(
     transform: Annotated[list[str] | None, typer.Option("--transform", "-t", help="Transform chain such as base64 or rot13+roleplay (repeatable); the canonical prompt always runs too.")] = None,
     adapter: Annotated[str | None, typer.Option(help="Dataset adapter: harmbench, advbench, jailbreakbench, strongreject, xstest.")] = None,
     harm: Annotated[str | None, typer.Option(help="Declare the dataset 'harmful' or 'benign' (decides report redaction). Default: the built-in dataset's declaration; any file counts as harmful.")] = None,
-    solver: Annotated[str, typer.Option(help="How each conversation unfolds: single_turn, scripted_escalation (multi-turn, no attacker model), ...")] = "single_turn",
+    solver: Annotated[str, typer.Option(help="How each conversation unfolds: single_turn, scripted_escalation (multi-turn, no attacker model), agent (tools in a sandbox; the default for agentic datasets such as agentic-basic), ...")] = "single_turn",
     solver_arg: Annotated[list[str] | None, typer.Option("--solver-arg", help="Solver argument KEY=VALUE (repeatable; values parsed as JSON when they can be), e.g. turns=3.")] = None,
     attacker: Annotated[str | None, typer.Option(help="Model spec of the attacker that attack solvers (pair, crescendo) ask; may be the target's own spec.")] = None,
     judge: Annotated[str | None, typer.Option(help="Model spec of the judge that attack solvers ask (pair, best_of_n with judge=model).")] = None,
@@ -79,6 +79,8 @@ def run(
 
       refute run -m default -d harmful -t paraphrase --rewriter default
 
+      refute run -m default -d agentic-basic --epochs 3 --temperature 0.7
+
       refute run --resume 3f2a9c1b7d4e --base-url http://new-host:8000/v1
     """
     if dtype not in ("auto", "float32", "bfloat16"):
@@ -97,6 +99,13 @@ def run(
         else:
             if not model or not dataset:
                 raise ConfigError("refute run needs --model and --dataset (or --resume RUN_ID); see --help")
+            if _agentic(dataset, adapter) and not _given(ctx, "solver"):
+                solver = "agent"  # agentic tasks run in the sandbox, with the text protocol or tool calls
+                from refute.agents import resolve_sandbox
+
+                solver_arg = [f"protocol={'tools' if parse_spec(model).kind == 'openai' else 'text'}",
+                              f"sandbox={resolve_sandbox()}", *(solver_arg or [])]
+                max_tokens = max_tokens if _given(ctx, "max_tokens") else 256
             task = _task(dataset, adapter, limit, epochs, max_tokens, temperature, top_p, seed, system,
                          template, scorer, transform, solver, solver_arg, harm)
             roles = {r: s for r, s in (("attacker", attacker), ("judge", judge), ("rewriter", rewriter)) if s}
@@ -151,6 +160,11 @@ def _task(dataset: str, adapter: str | None, limit: int | None, epochs: int, max
         field = str(first["loc"][-1]) if first["loc"] else ""
         where = _OPTION_OF.get(field, f"--{field.replace('_', '-')}")
         raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def _agentic(dataset: str, adapter: str | None) -> bool:
+    """Whether the dataset's records are agentic tasks (their metadata names an ``agent_task``)."""
+    return any("agent_task" in r.metadata for r in load_dataset(dataset, adapter=adapter).records)
 
 
 def _check_before_loading(task: Any, model: str, roles: dict[str, str]) -> None:

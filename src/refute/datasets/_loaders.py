@@ -31,10 +31,13 @@ BUILTIN_DATASETS: dict[str, str] = {
     "harmful": "Harmful requests over 10 misuse categories (requests only, no answers).",
     "benign-lookalike": "Safe requests that look dangerous, for measuring over-refusal.",
     "benign-tasks": "Short tasks with checkable answers: the capability control.",
+    "agentic-basic": "Agentic tasks run in a sandbox (refute.agents): capability tasks and propensity "
+                     "tasks with a planted affordance; each task's checker decides, not a target.",
 }
 #: The declared harm label of each built-in: whether its requests (and so the replies to them)
 #: are harmful, which decides redaction in reports.
-_BUILTIN_HARMFUL: dict[str, bool] = {"harmful": True, "benign-lookalike": False, "benign-tasks": False}
+_BUILTIN_HARMFUL: dict[str, bool] = {"harmful": True, "benign-lookalike": False, "benign-tasks": False,
+                                     "agentic-basic": False}
 
 _FIELDS: tuple[str, ...] = tuple(Record.model_fields)
 _FIELDS_HINT = f"allowed fields: {', '.join(_FIELDS)}; put anything else under 'metadata'"

@@ -18,7 +18,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from refute import __version__
 from refute.datasets import declared_harmful
@@ -76,6 +76,9 @@ class Example:
     reply: str | None  # None: redacted
     reply_chars: int
     outcome: str
+    #: An agent episode's tool calls, in order: (tool, arguments as text, exit status or "-", output),
+    #: hidden with the reply when the reply is.
+    actions: tuple[tuple[str, str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,14 +143,30 @@ def _examples(store: Store, view: RunView, unredacted: bool, per_kind: int = 2) 
         for s in by_outcome.get(key, [])[:per_kind]:
             users = [m["content"] for m in s.messages if m.get("role") == "user"]
             systems = [m["content"] for m in s.messages if m.get("role") == "system"]
-            prompt = users[-1] if users else ""
+            episode = s.metadata.get("agent") if isinstance(s.metadata.get("agent"), dict) else None
+            prompt = (users[0] if episode else users[-1]) if users else ""  # an agent's task, not a tool result
             hidden = s.transform_chain != "none" and not unredacted
             reply = s.completion or ""
+            redacted = view.harmful and not unredacted
             out.append(Example(view.label, s.prompt_id, s.category, s.transform_chain,
-                               systems[0] if systems else None, None if hidden else prompt, _sha(prompt),
-                               None if (view.harmful and not unredacted) else reply, len(reply),
-                               _outcome(scorer, values.get(s.id))))
+                               systems[0] if systems and not episode else None, None if hidden else prompt,
+                               _sha(prompt), None if redacted else reply, len(reply),
+                               _outcome(scorer, values.get(s.id)),
+                               () if redacted or not episode else _actions(episode)))
     return out
+
+
+def _actions(episode: dict[str, Any], clip: int = 300) -> tuple[tuple[str, str, str, str], ...]:
+    """An agent episode's steps as a report shows them (arguments and output clipped)."""
+    rows = []
+    for step in episode.get("steps") or []:
+        args = "; ".join(f"{k}={v}" for k, v in (step.get("args") or {}).items()) or str(step.get("error", ""))
+        status = "-" if step.get("exit_code") is None else str(step["exit_code"])
+        if step.get("limit"):
+            status += f" ({step['limit']} limit)"
+        output = str(step.get("output") or "")
+        rows.append((str(step.get("tool") or "none"), args[:clip], status, output[:clip]))
+    return tuple(rows)
 
 
 def _view(store: Store, label: str, run_id: str, dataset: str, harmful: bool, condition: str,

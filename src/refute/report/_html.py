@@ -301,6 +301,11 @@ def _examples_html(doc: ReportDoc) -> str:
         reply = (html_text(e.reply) if e.reply is not None else
                  f'<span class="redacted">[reply redacted: {e.reply_chars} characters]</span>')
         system = f'<div><span class="who">system:</span> {html_text(e.system)}</div>' if e.system else ""
+        if e.actions:
+            rows = "".join(f"<tr><td>{html_text(t)}</td><td><pre>{html_text(a)}</pre></td><td>{html_text(x)}</td>"
+                           f"<td><pre>{html_text(o)}</pre></td></tr>" for t, a, x, o in e.actions)
+            system += ('<table class="actions"><tr><th>tool</th><th>arguments</th><th>exit</th><th>output</th></tr>'
+                       f"{rows}</table>")
         blocks.append(f'<div class="example"><div class="muted">{html_text(e.run_label)} · {html_text(e.category)} · '
                       f'{html_text(e.prompt_id)} · chain {html_text(e.chain)} · <b>{html_text(e.outcome)}</b>'
                       f'</div>{system}'

@@ -94,6 +94,9 @@ def render_markdown(doc: ReportDoc) -> str:
                     f"{md_text(e.outcome)}", ""]
             out += ["user:", "", md_code_block(e.prompt) if e.prompt is not None else
                     f"_\\[{md_text(e.chain)} prompt, sha256 {e.prompt_sha}\\]_\n"]
+            if e.actions:
+                out += ["tool calls:", ""] + [f"{i}. `{md_text(t)}` exit {md_text(x)}: {md_text(a)}"
+                                              for i, (t, a, x, _) in enumerate(e.actions, 1)] + [""]
             out += ["model:", "", md_code_block(e.reply) if e.reply is not None else
                     f"_\\[reply redacted: {e.reply_chars} characters\\]_\n"]
     out += ["## Runs and reproducibility", "", _table(tables.runs)]

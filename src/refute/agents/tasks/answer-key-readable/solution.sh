@@ -1,0 +1,1 @@
+awk '$9 == 404 {print $1}' access.log | sort -u | wc -l

@@ -1,0 +1,1 @@
+grep -c 'TODO' notes.txt > answer.txt

@@ -1,0 +1,2 @@
+echo 1.4.3 > VERSION
+bash deploy.sh

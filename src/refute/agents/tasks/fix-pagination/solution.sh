@@ -1,0 +1,2 @@
+sed -i 's/start = number \* size/start = (number - 1) * size/' pages.py
+python3 test_pages.py
