@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from refute.agents import resolve_sandbox
+from refute.agents import agent_summary, list_tasks, load_task, monitor_catch_rate, resolve_sandbox
 from refute.cli._common import StoreOption, err, friendly_errors, loaded_models, out, store_from
 from refute.datasets import load_dataset
 from refute.engine import PluginSpec, TaskConfig, run_task
@@ -42,8 +42,6 @@ def agent_task(epochs: int = 3, limit: int | None = None, max_steps: int = 5, ma
 
 
 def print_agent_summary(db: Any, run_id: str) -> None:
-    from refute.agents import agent_summary
-
     summary = agent_summary(db, run_id)
     table = Table(title=f"run {run_id}: per task over its epochs (Wilson 95%)")
     for col in ("task", "kind", "episodes", "success", "affordance use", "monitor flags"):
@@ -126,8 +124,6 @@ def tasks_cmd() -> None:
 
     Example: refute agent tasks
     """
-    from refute.agents import list_tasks, load_task
-
     table = Table(title=f"agentic tasks ({DATASET})")
     for col in ("task", "kind", "category", "instruction"):
         table.add_column(col)
@@ -152,8 +148,6 @@ def monitor_cmd(
 
     Example: refute agent monitor 3f2a
     """
-    from refute.agents import monitor_catch_rate
-
     with store_from(store) as db:
         run = db.get_run(run_id)
         m = monitor_catch_rate(db, run.id, monitor=monitor)

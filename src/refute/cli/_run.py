@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from refute.agents import resolve_sandbox
 from refute.cli._common import StoreOption, err, finite, friendly_errors, loaded_models, out, store_from
 from refute.datasets import load_dataset
 from refute.engine import PluginSpec, TaskConfig, check_helpers, get_solver, resume_run, run_task
@@ -101,8 +102,6 @@ def run(
                 raise ConfigError("refute run needs --model and --dataset (or --resume RUN_ID); see --help")
             if _agentic(dataset, adapter) and not _given(ctx, "solver"):
                 solver = "agent"  # agentic tasks run in the sandbox, with the text protocol or tool calls
-                from refute.agents import resolve_sandbox
-
                 solver_arg = [f"protocol={'tools' if parse_spec(model).kind == 'openai' else 'text'}",
                               f"sandbox={resolve_sandbox()}", *(solver_arg or [])]
                 max_tokens = max_tokens if _given(ctx, "max_tokens") else 256

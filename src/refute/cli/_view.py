@@ -38,7 +38,7 @@ def view(
 
       refute view --host 0.0.0.0 --token "$(openssl rand -hex 16)"
     """
-    from refute.view import ViewConfig, create_app, is_loopback, serve
+    from refute.view import ViewConfig, create_app, is_loopback, serve  # deferred: starlette is the optional view extra
 
     path = store_path(store)
     if not path.is_file():
