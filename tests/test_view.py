@@ -172,6 +172,7 @@ def test_bad_input_gets_a_page_that_says_what_to_fix(base_url, view_store):
     bad = _get(f"{base_url}/runs/{runs['harmful']}/samples", epoch="two")
     assert bad.status_code == 400 and "epoch: not a number" in bad.text
     assert _get(f"{base_url}/compare", a=runs["harmful"]).status_code == 400
+    assert _get(f"{base_url}/runs/{runs['harmful']}/samples", limit="lots").status_code == 400
     assert _get(f"{base_url}/samples/999999").status_code == 404
 
 

@@ -130,7 +130,8 @@ def create_app(config: ViewConfig) -> Starlette:
         context = samples_context(db, request.path_params["run_id"], request.query_params.get("scorer"))
         r = context["run"]
         f = sample_filter(request.query_params, context["scorer"])
-        size = int(request.query_params.get("limit", "50") or 50)
+        limit = request.query_params.get("limit", "50") or "50"
+        size = int(limit) if limit.isdigit() else 0
         if size not in PAGE_SIZES:
             raise ConfigError(f"limit: choose one of {', '.join(map(str, PAGE_SIZES))}")
         try:
