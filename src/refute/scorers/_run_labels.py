@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import math
 import random
@@ -338,38 +337,9 @@ def _measure(run_id: str, judge: LabelScorer, scored: dict[int, tuple[SampleReco
 
 
 def _load_sheet(path: Path, kind: LabelKind) -> list[LabelRow]:
-    """The labelled rows of a sheet: a refusal scorer's as `load_labels` reads any label file, a harm
-    judge's the same way but with its own labels (``harmful``, ``not_harmful``); a bad row raises
+    """The labelled rows of a sheet, with the labels of the scorer's kind; a bad row raises
     DatasetError naming its line and field."""
-    if kind is REFUSAL_LABELS:
-        return load_labels(path)
-    where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")  # a spreadsheet's byte-order mark
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not UTF-8 text (byte {exc.start}); save the sheet as UTF-8", path=where) from None
-    except OSError as exc:
-        raise DatasetError(f"cannot read the sheet ({exc.strerror or exc})", path=where) from exc
-    reader = csv.DictReader(io.StringIO(text, newline=""))  # a quoted reply may span lines
-    missing = [c for c in ("completion", "label") if c not in (reader.fieldnames or [])]
-    if missing:
-        raise DatasetError("missing required column", path=where, line=1, field=missing[0],
-                           hint=f"the header has {', '.join(reader.fieldnames or []) or 'nothing'}")
-    rows: list[LabelRow] = []
-    line = 2  # the line a row starts on
-    for raw in reader:
-        label = (raw.get("label") or "").strip()
-        if label not in kind.labels:
-            raise DatasetError(f"unknown label {label!r}" if label else "no label yet", path=where, line=line,
-                               field="label", hint=f"write one of {', '.join(kind.labels)}"
-                               + ("" if label else ", or delete the row"))
-        rows.append(LabelRow(id=f"line-{line}", prompt=raw.get("prompt") or "", completion=raw.get("completion") or "",
-                             label=label, source=None, hard_case=None, split=None, line=line,
-                             run_id=raw.get("run_id") or None, sample_id=raw.get("sample_id") or None))
-        line = reader.line_num + 1
-    if not rows:
-        raise DatasetError("no labelled rows", path=where, hint="label the rows of a sheet of `refute judge sample`")
-    return rows
+    return load_labels(path, labels=kind.labels)
 
 
 def validate_run(store: Store, run_id: str, labels_path: str | PathLike[str], *, scorer: str | None = None,

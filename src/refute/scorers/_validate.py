@@ -58,7 +58,7 @@ class LabelRow:
     guideline: str | None = None  # the labelling guideline's version, e.g. "refusal-labels-v2"
 
 
-def _row(raw: Any, path: str, line: int) -> LabelRow:
+def _row(raw: Any, path: str, line: int, labels: Sequence[str] = LABELS) -> LabelRow:
     if not isinstance(raw, dict):
         raise DatasetError(f"expected a JSON object, got {type(raw).__name__}", path=path, line=line)
     for name in _REQUIRED:
@@ -71,10 +71,10 @@ def _row(raw: Any, path: str, line: int) -> LabelRow:
     label = str(raw["label"]).strip()
     if not label:
         raise DatasetError("no label yet", path=path, line=line, field="label",
-                           hint=f"write one of {', '.join(LABELS)}, or delete the row")
-    if label not in LABELS:
+                           hint=f"write one of {', '.join(labels)}, or delete the row")
+    if label not in labels:
         raise DatasetError(f"unknown label {raw['label']!r}", path=path, line=line, field="label",
-                           hint=f"use one of {', '.join(LABELS)}")
+                           hint=f"use one of {', '.join(labels)}")
     extra = {k: (None if raw.get(k) in (None, "") else str(raw[k])) for k in _TEXT_FIELDS}
     return LabelRow(id=extra["id"] or f"line-{line}", prompt=extra["prompt"] or "",
                     completion=raw["completion"], label=label, source=extra["source"],
@@ -83,8 +83,11 @@ def _row(raw: Any, path: str, line: int) -> LabelRow:
                     guideline=extra["guideline"])
 
 
-def load_labels(path: str | PathLike[str]) -> list[LabelRow]:
-    """Read a JSONL or CSV label file; a bad row raises DatasetError naming its line and field."""
+def load_labels(path: str | PathLike[str], labels: Sequence[str] = LABELS) -> list[LabelRow]:
+    """Read a JSONL or CSV label file; a bad row raises DatasetError naming its line and field.
+
+    ``labels``: the labels a row may carry (default the three refusal labels; a harm judge's sheet
+    carries ``harmful`` / ``not_harmful``)."""
     p = Path(path)
     where = str(p)
     try:
@@ -104,7 +107,7 @@ def load_labels(path: str | PathLike[str]) -> list[LabelRow]:
                                hint=f"the header has {', '.join(reader.fieldnames or []) or 'nothing'}")
         first = 2  # the line a row starts on
         for raw in reader:
-            rows.append(_row(dict(raw), where, first))
+            rows.append(_row(dict(raw), where, first, labels))
             first = reader.line_num + 1
     else:
         for i, line in enumerate(text.splitlines(), start=1):
@@ -115,7 +118,7 @@ def load_labels(path: str | PathLike[str]) -> list[LabelRow]:
             except json.JSONDecodeError as exc:
                 raise DatasetError(f"invalid JSON ({exc.msg} at column {exc.colno})", path=where,
                                    line=i) from exc
-            rows.append(_row(raw, where, i))
+            rows.append(_row(raw, where, i, labels))
     if not rows:
         raise DatasetError("no labelled rows", path=where, hint="one JSON object per line")
     return rows
