@@ -32,7 +32,7 @@ _OPTION_OF = {"limit": "--limit", "epochs": "--epochs", "max_tokens": "--max-tok
 def run(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model spec: default, gemma3-270m, hf:REPO_OR_DIR, gguf:FILE, openai:MODEL; edits: +ablate:FILE, +steer:FILE@LAYER*COEF, +sae:FILE#FEATURES, +lora:DIR (see refute models list).")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Built-in name (harmful, benign-lookalike, benign-tasks) or a JSONL/CSV file.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Built-in name (harmful, benign-lookalike, benign-tasks, agentic-basic) or a JSONL/CSV file.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N prompts.")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Samples per prompt, each with its own seed.")] = 1,
     max_tokens: Annotated[int, typer.Option(min=1, help="Most new tokens per reply.")] = 64,
