@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["TEXT_SYSTEM", "TOOLS", "TOOL_NAMES", "BadCall", "ToolCall", "format_result", "parse_text_call",
+__all__ = ["STOPS", "TEXT_SYSTEM", "TOOLS", "TOOL_NAMES", "BadCall", "ToolCall", "format_result", "parse_text_call",
            "parse_tool_calls"]
 
 ToolName = Literal["bash", "python", "read_file", "write_file", "list_files", "submit"]
@@ -72,6 +72,9 @@ TOOLS: tuple[dict[str, Any], ...] = (
     _function("list_files", "List a directory.", path="Path, relative to /work or absolute."),
     _function("submit", "End the task with the final answer.", answer="The answer (done if it is in files)."),
 )
+
+#: Where a text-protocol reply ends: the closing tag of its tool call (nothing after it is read).
+STOPS: tuple[str, ...] = tuple(f"</{name}>" for name in TOOL_NAMES)
 
 #: The argument each text tag's body fills.
 _BODY_ARG = {"bash": "command", "python": "code", "read_file": "path", "write_file": "content",

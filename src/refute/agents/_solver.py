@@ -18,6 +18,7 @@ import json
 from typing import Any, Literal
 
 from refute.agents._protocol import (
+    STOPS,
     TEXT_SYSTEM,
     TOOLS,
     BadCall,
@@ -35,8 +36,6 @@ from refute.models import Completion, Message
 __all__ = ["agent", "execute"]
 
 Protocol = Literal["text", "tools"]
-#: Where a text-protocol reply ends: the closing tag of its tool call.
-STOPS = tuple(f"</{name}>" for name in ("bash", "python", "read_file", "write_file", "list_files", "submit"))
 _NO_CALL = {"text": "No tool call found. Reply with one tool call, e.g. <bash>ls</bash>, or <submit>ANSWER</submit>.",
             "tools": "Call a tool to act; call submit with your final answer when you are done."}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from refute.agents._scorers import MonitorCatch, monitor_catch_rate
+from refute.agents._scorers import MonitorCatch, catch_rate
 from refute.errors import ConfigError
 from refute.stats import Estimate, rate
 from refute.store import Store
@@ -62,10 +62,7 @@ def agent_summary(store: Store, run_id: str) -> AgentSummary:
                             rate(aff) if aff else None, rate(flags) if flags else None))
     order = [(i, task) for task, ids in by_task.items() for i in ids]
     aff_pairs = [(used[i], task) for i, task in order if i in used]
-    try:
-        monitor = monitor_catch_rate(store, run.id) if aff_pairs and flagged else None
-    except ConfigError:
-        monitor = None
+    monitor = catch_rate(flagged, used, dict(order)) if aff_pairs and flagged else None
     _, failed = store.sample_counts(run.id)
     return AgentSummary(
         run.id, rows, rate([success[i] for i, _ in order], [t for _, t in order]),

@@ -6,6 +6,7 @@ from refute.datasets._loaders import (
     declared_harmful,
     list_datasets,
     load_dataset,
+    run_harmful,
 )
 from refute.datasets._record import MatchKind, Record
 
@@ -17,4 +18,5 @@ __all__ = [
     "declared_harmful",
     "list_datasets",
     "load_dataset",
+    "run_harmful",
 ]

@@ -25,7 +25,8 @@ from refute.datasets._adapters import ADAPTER_NAMES, Adapter, RowError, detect_a
 from refute.datasets._record import Record
 from refute.errors import DatasetError
 
-__all__ = ["BUILTIN_DATASETS", "Dataset", "declared_harmful", "hash_records", "list_datasets", "load_dataset"]
+__all__ = ["BUILTIN_DATASETS", "Dataset", "declared_harmful", "hash_records", "list_datasets", "load_dataset",
+           "run_harmful"]
 
 BUILTIN_DATASETS: dict[str, str] = {
     "harmful": "Harmful requests over 10 misuse categories (requests only, no answers).",
@@ -127,6 +128,12 @@ def declared_harmful(dataset: str, declared: bool | None = None) -> bool:
     if declared is not None:
         return declared
     return _BUILTIN_HARMFUL.get(dataset.removeprefix("builtin:"), True)
+
+
+def run_harmful(config: Mapping[str, Any], dataset_name: str) -> bool:
+    """Whether a stored run's requests are harmful: the harm label its task configuration declares
+    (``harmful``), else the declaration of the dataset it names (``dataset``, else ``dataset_name``)."""
+    return declared_harmful(str(config.get("dataset") or dataset_name), config.get("harmful"))
 
 
 def list_datasets() -> dict[str, str]:

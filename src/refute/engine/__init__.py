@@ -1,6 +1,6 @@
 """The eval engine: tasks, solvers, and runs that store every sample as it completes."""
 
-from refute.engine._observations import primary_scorer, run_observations
+from refute.engine._observations import primary_of, primary_scorer, run_observations
 from refute.engine._progress import ProgressSink, progress_bar
 from refute.engine._runner import (
     PlannedSample,
@@ -40,6 +40,7 @@ __all__ = [
     "list_solvers",
     "needs_rewriter",
     "plan_samples",
+    "primary_of",
     "primary_scorer",
     "progress_bar",
     "resume_run",

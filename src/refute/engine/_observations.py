@@ -8,19 +8,24 @@ scorers first, then correctness, then the others.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 from refute.scorers import meaning_of
 from refute.stats import Observation
 from refute.store import Store
 
-__all__ = ["primary_scorer", "run_observations"]
+__all__ = ["primary_of", "primary_scorer", "run_observations"]
+
+
+def primary_of(scorers: Iterable[str]) -> str | None:
+    """The scorer a run with these scorers is summarised by: refusal before correctness before the
+    rest, then by name (``refusal`` before ``refusal_patterns``); None when there are none."""
+    return min(scorers, key=lambda name: (meaning_of(name).rank, name), default=None)
 
 
 def primary_scorer(store: Store, run_id: str) -> str | None:
-    """The scorer a run is summarised by: refusal before correctness before the rest, then by name
-    (``refusal`` before ``refusal_patterns``); None when the run has no scores."""
-    scorers = store.scorers_of(run_id)
-    return min(scorers, key=lambda name: (meaning_of(name).rank, name), default=None)
+    """`primary_of` the run's scorers; None when the run has no scores."""
+    return primary_of(store.scorers_of(run_id))
 
 
 def run_observations(store: Store, run_id: str, scorer: str) -> dict[str, list[Observation]]:

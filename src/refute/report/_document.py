@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from refute import __version__
-from refute.datasets import declared_harmful
+from refute.datasets import run_harmful
 from refute.errors import ConfigError
 from refute.gate import GateDecision, decide, load_policy
 from refute.redteam._gap import RobustnessGap, robustness_gap
@@ -323,7 +323,7 @@ def run_report(store: Store, run_id: str, *, unredacted: bool = False) -> Report
     """The report of one stored run: its rates, and its robustness gap when it has transforms."""
     run = store.get_run(run_id)
     # the dataset as the run asked for it ("benign-tasks", or a path whose stem may look like one)
-    harmful = declared_harmful(run.config.get("dataset", run.dataset_name), run.config.get("harmful"))
+    harmful = run_harmful(run.config, run.dataset_name)
     view = _view(store, run.name or run.id, run.id, run.dataset_name, harmful, "baseline", None)
     gaps = []
     views = [view]

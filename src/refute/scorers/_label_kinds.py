@@ -90,8 +90,7 @@ def as_label_scorer(name: str) -> LabelScorer:
     if kind is None:
         raise ConfigError(f"'{name}' is neither a refusal scorer nor a harm judge, so no human label says "
                           f"whether it is right ({_allowed()}); name one of them (--scorer)")
-    low, high = meaning_of(name).value_range
-    return LabelScorer(name, kind, (low + high) / 2)
+    return LabelScorer(name, kind, meaning_of(name).middle)
 
 
 def pick_label_scorer(store: Store, run_id: str, scorer: str | None) -> LabelScorer:

@@ -60,11 +60,16 @@ class ScorerMeaning:
         """Place among a run's scorers when one is picked for its summary (lower first)."""
         return _PREFERENCE.index(self.higher_is)
 
+    @property
+    def middle(self) -> float:
+        """The middle of the range: a value at or above it is the high outcome."""
+        return (self.low_value + self.high_value) / 2
+
     def outcome(self, value: float | None) -> str:
         """The display name of a value: the nearer end of the range ("unscored" for None)."""
         if value is None:
             return "unscored"
-        return self.high if value >= (self.low_value + self.high_value) / 2 else self.low
+        return self.high if value >= self.middle else self.low
 
     def worse_outcome(self, harmful: bool) -> str | None:
         """The outcome that counts against the model on harmful (or benign) requests, if any:

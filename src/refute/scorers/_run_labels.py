@@ -54,7 +54,7 @@ from typing import IO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from refute.datasets import declared_harmful
+from refute.datasets import run_harmful
 from refute.errors import ConfigError, DatasetError
 from refute.scorers._label_kinds import (
     REFUSAL_LABELS,
@@ -175,7 +175,7 @@ def draw_label_sample(store: Store, run_id: str, n: int, *, seed: int = 0,
         shown = score.label if score.label in judge.kind.labels else said
         rows.append(SheetRow(sid, run.id, sample.prompt_id, sample.category, sample.transform_chain, sample.epoch,
                              judge.name, shown, said, _prompt(sample), sample.completion or ""))
-    harmful = declared_harmful(str(run.config.get("dataset", run.dataset_name)), run.config.get("harmful"))
+    harmful = run_harmful(run.config, run.dataset_name)
     return LabelSheet(run.id, judge.name, seed, rows, {str(k): v for k, v in sizes.items()},
                       {str(k): v for k, v in take.items()}, harmful, judge.kind.name, judge.kind.labels)
 

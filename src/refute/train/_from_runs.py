@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from refute._seeds import derive_seed
-from refute.datasets import declared_harmful
+from refute.datasets import run_harmful
 from refute.engine import PluginSpec, TaskConfig, run_task
 from refute.errors import ConfigError, DatasetError
 from refute.models import GenerateConfig, ModelBackend
@@ -495,7 +495,7 @@ def _harmful_scorer(store: Store, runs: Iterable[RunRecord]) -> str:
     """The refusal scorer every harmful run has; ConfigError naming the run that lacks one."""
     common: list[str] | None = None
     for run in runs:
-        if not declared_harmful(_dataset(run), run.config.get("harmful")):
+        if not run_harmful(run.config, run.dataset_name):
             raise ConfigError(f"run {run.id} is on '{_dataset(run)}', a benign dataset; pass it as --benign-run, "
                               "and a harmful run (`refute redteam`) as --from")
         names = _refusal_scorers(store, run.id)
@@ -513,7 +513,7 @@ def _benign_kind(store: Store, run: RunRecord, harmful: RunRecord) -> RowKind:
     if run.model_spec != harmful.model_spec:
         raise ConfigError(f"benign run {run.id} is of '{run.model_spec}', the harmful runs of '{harmful.model_spec}'; "
                           "the benign answers must be the same model's own")
-    if declared_harmful(_dataset(run), run.config.get("harmful")):
+    if run_harmful(run.config, run.dataset_name):
         raise ConfigError(f"benign run {run.id} is on '{_dataset(run)}', a harmful dataset; its answers "
                           "cannot be training targets")
     if any(meaning_of(n).higher_is == "correct" for n in store.scorers_of(run.id)):

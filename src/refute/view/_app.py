@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -106,9 +107,17 @@ def create_app(config: ViewConfig) -> Starlette:
                 return page(request, "error.html", {"title": "Store error", "message": str(exc)}, 500)
         return endpoint
 
-    def check_form(form: Any) -> None:
-        if not hmac.compare_digest(str(form.get("secret", "")), config.secret):
-            raise ConfigError("this form is stale or came from another page (reload the page and try again)")
+    def posted(fn: Callable[[Request, FormData], Response]) -> Callable[[Request], Awaitable[Response]]:
+        """A form's endpoint: the form is read, its secret checked, then ``fn`` runs as `handler` runs pages."""
+        async def endpoint(request: Request) -> Response:
+            form = await request.form()
+
+            def checked(_: Request) -> Response:
+                if not hmac.compare_digest(str(form.get("secret", "")), config.secret):
+                    raise ConfigError("this form is stale or came from another page (reload the page and try again)")
+                return fn(request, form)
+            return await handler(checked)(request)
+        return endpoint
 
     # --- pages ---------------------------------------------------------------------------------
 
@@ -186,54 +195,39 @@ def create_app(config: ViewConfig) -> Starlette:
         context = label_page(store(), request.path_params["run_id"], request.query_params.get("scorer"))
         return page(request, "label.html", context)
 
-    async def label_post(request: Request) -> Response:
-        form = await request.form()
-
-        def save() -> Response:
-            check_form(form)
-            db, run_id = store(), request.path_params["run_id"]
-            scorer = str(form.get("scorer", ""))
-            action = str(form.get("action", "label"))
-            if action == "undo":
-                last = [q for q in db.label_queue(run_id, scorer) if q.label is not None]
-                if last:
-                    latest = max(last, key=lambda q: q.labelled_at or "")
-                    db.delete_label(run_id, latest.sample_id, scorer)
-            else:
-                try:
-                    sample_id = int(str(form.get("sample_id", "")))
-                except ValueError:
-                    raise ConfigError("sample_id: not a sample id") from None
-                db.save_label(run_id, sample_id, scorer, str(form.get("label", "")),
-                              str(form.get("labeller") or config.labeller))
-            return RedirectResponse(f"/runs/{run_id}/label?{urlencode({'scorer': scorer})}", status_code=303)
-        return await handler(lambda _: save())(request)
-
-    async def queue_post(request: Request) -> Response:
-        form = await request.form()
-
-        def draw() -> Response:
-            check_form(form)
-            db, run_id = store(), request.path_params["run_id"]
+    def save_label(request: Request, form: FormData) -> Response:
+        db, run_id = store(), request.path_params["run_id"]
+        scorer = str(form.get("scorer", ""))
+        action = str(form.get("action", "label"))
+        if action == "undo":
+            last = [q for q in db.label_queue(run_id, scorer) if q.label is not None]
+            if last:
+                latest = max(last, key=lambda q: q.labelled_at or "")
+                db.delete_label(run_id, latest.sample_id, scorer)
+        else:
             try:
-                n, seed = int(str(form.get("n", "100"))), int(str(form.get("seed", "0")))
+                sample_id = int(str(form.get("sample_id", "")))
             except ValueError:
-                raise ConfigError("n and seed: whole numbers") from None
-            scorer = str(form.get("scorer", "")) or None
-            sheet = draw_label_sample(db, run_id, n, seed=seed, scorer=scorer)
-            queue_label_sample(db, sheet)
-            return RedirectResponse(f"/runs/{sheet.run_id}/label?{urlencode({'scorer': sheet.scorer})}",
-                                    status_code=303)
-        return await handler(lambda _: draw())(request)
+                raise ConfigError("sample_id: not a sample id") from None
+            db.save_label(run_id, sample_id, scorer, str(form.get("label", "")),
+                          str(form.get("labeller") or config.labeller))
+        return RedirectResponse(f"/runs/{run_id}/label?{urlencode({'scorer': scorer})}", status_code=303)
 
-    async def calibrate_post(request: Request) -> Response:
-        form = await request.form()
+    def draw_queue(request: Request, form: FormData) -> Response:
+        db, run_id = store(), request.path_params["run_id"]
+        try:
+            n, seed = int(str(form.get("n", "100"))), int(str(form.get("seed", "0")))
+        except ValueError:
+            raise ConfigError("n and seed: whole numbers") from None
+        scorer = str(form.get("scorer", "")) or None
+        sheet = draw_label_sample(db, run_id, n, seed=seed, scorer=scorer)
+        queue_label_sample(db, sheet)
+        return RedirectResponse(f"/runs/{sheet.run_id}/label?{urlencode({'scorer': sheet.scorer})}",
+                                status_code=303)
 
-        def store_calibration() -> Response:
-            check_form(form)
-            context = calibrate(store(), request.path_params["run_id"], str(form.get("scorer", "")))
-            return page(request, "calibrated.html", context)
-        return await handler(lambda _: store_calibration())(request)
+    def store_calibration(request: Request, form: FormData) -> Response:
+        context = calibrate(store(), request.path_params["run_id"], str(form.get("scorer", "")))
+        return page(request, "calibrated.html", context)
 
     async def home(_: Request) -> Response:
         return RedirectResponse("/runs", status_code=302)
@@ -245,9 +239,9 @@ def create_app(config: ViewConfig) -> Starlette:
         Route("/runs/{run_id}/samples", handler(samples)),
         Route("/runs/{run_id}/export.{fmt}", handler(export)),
         Route("/runs/{run_id}/label", handler(label)),
-        Route("/runs/{run_id}/label", label_post, methods=["POST"]),
-        Route("/runs/{run_id}/queue", queue_post, methods=["POST"]),
-        Route("/runs/{run_id}/calibrate", calibrate_post, methods=["POST"]),
+        Route("/runs/{run_id}/label", posted(save_label), methods=["POST"]),
+        Route("/runs/{run_id}/queue", posted(draw_queue), methods=["POST"]),
+        Route("/runs/{run_id}/calibrate", posted(store_calibration), methods=["POST"]),
         Route("/samples/{sample_id}", handler(transcript)),
         Route("/compare", handler(compare)),
         Route("/studies", handler(studies)),

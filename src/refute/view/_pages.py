@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refute.datasets import declared_harmful
+from refute.datasets import run_harmful
+from refute.engine import primary_of
 from refute.errors import ConfigError, RefuteError
 from refute.report import Row, calibration_line, compare_runs, interval_plot, statistic_name, summarize_run
 from refute.scorers import calibration_record, label_agreement, label_scorer, meaning_of, validate_run_labels
@@ -33,7 +34,7 @@ class Redaction:
     unredacted: bool = False
 
     def harmful(self, run: RunRecord) -> bool:
-        return declared_harmful(str(run.config.get("dataset", run.dataset_name)), run.config.get("harmful"))
+        return run_harmful(run.config, run.dataset_name)
 
     def hides(self, run: RunRecord, reveal: bool = False) -> bool:
         return self.harmful(run) and not (self.unredacted or reveal)
@@ -45,7 +46,7 @@ def _scorer(store: Store, run: RunRecord, asked: str | None, have: Mapping[str, 
         if asked not in have:
             raise ConfigError(f"run {run.id} has no scores from '{asked}'; its scorers: {', '.join(have) or 'none'}")
         return asked
-    return min(have, key=lambda n: (meaning_of(n).rank, n), default=None)  # as primary_scorer picks
+    return primary_of(have)
 
 
 # --- run ----------------------------------------------------------------------------------------
@@ -108,7 +109,6 @@ def run_page(store: Store, run_id: str, scorer: str | None, redaction: Redaction
     dist = _cached(store, f"distribution:{name}", run.id, lambda: score_distribution(store, run.id, name))
     context["distribution"] = dist
     context["distribution_max"] = max((c for _, _, c in dist), default=0)
-    context["meaning"] = meaning
     if meaning.higher_is == "refusal" or meaning.positive == "harmful":  # the scorers people label
         context["queue"] = label_agreement(store, run.id, name)
     return context
@@ -166,7 +166,7 @@ def transcript_page(store: Store, sample_id: int, redaction: Redaction, reveal: 
             "extras": [] if hidden else _attempts(sample["metadata"]),  # attacker turns quote the replies
             "extras_hidden": hidden and bool(sample["metadata"]),
             "agent": None if hidden else sample["metadata"].get("agent"),
-            "settings": json.dumps(generate, indent=2, sort_keys=True), "completion_hidden": hidden}
+            "settings": json.dumps(generate, indent=2, sort_keys=True)}
 
 
 # --- compare --------------------------------------------------------------------------------------

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from refute.errors import ConfigError
-from refute.scorers import meaning_of
+from refute.scorers import REFUSAL, meaning_of
 from refute.store import Store
 
 __all__ = ["RunFilter", "SampleFilter", "SampleRow", "distinct", "export_rows", "list_runs", "sample_page",
@@ -24,10 +22,6 @@ __all__ = ["RunFilter", "SampleFilter", "SampleRow", "distinct", "export_rows", 
 #: Columns the runs page sorts by (``-`` in front for descending).
 RUN_SORTS = ("created_at", "kind", "model_spec", "dataset_name", "status", "name", "n_planned")
 PAGE_SIZES = (25, 50, 100, 200)
-
-
-def _rows(store: Store, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-    return store.query(sql, args)
 
 
 def study_of(name: str | None) -> str | None:
@@ -81,7 +75,7 @@ def _like(text: str) -> str:
 def list_runs(store: Store, f: RunFilter, limit: int = 500) -> list[dict[str, Any]]:
     """Runs matching ``f``, with their completed and failed sample counts."""
     where, args = f.where()
-    rows = _rows(store, f"""
+    rows = store.query(f"""
         SELECT r.id, r.kind, r.name, r.status, r.created_at, r.finished_at, r.model_spec, r.dataset_name,
                r.n_planned, r.parent_id, r.role,
                (SELECT COUNT(*) FROM samples s WHERE s.run_id = r.id AND s.error IS NULL) AS n_ok,
@@ -92,7 +86,7 @@ def list_runs(store: Store, f: RunFilter, limit: int = 500) -> list[dict[str, An
 
 def distinct(store: Store, column: Literal["model_spec", "dataset_name", "kind", "status"]) -> list[str]:
     """The values a runs filter can take."""
-    return [r[0] for r in _rows(store, f"SELECT DISTINCT {column} FROM runs ORDER BY {column}")]
+    return [r[0] for r in store.query(f"SELECT DISTINCT {column} FROM runs ORDER BY {column}")]
 
 
 Outcome = Literal["", "high", "low", "unscored", "error"]
@@ -137,9 +131,8 @@ class SampleFilter:
         if self.outcome in ("high", "low"):
             if not self.scorer:
                 raise ConfigError("outcome: choose a scorer first (the run has no scores)")
-            low, high = meaning_of(self.scorer).value_range
             clauses.append("sc.value >= ?" if self.outcome == "high" else "sc.value < ?")
-            args.append((low + high) / 2)
+            args.append(meaning_of(self.scorer).middle)
         elif self.outcome == "unscored":
             clauses.append("s.error IS NULL AND sc.value IS NULL")
         elif self.outcome == "error":
@@ -150,15 +143,14 @@ class SampleFilter:
             clauses.append("hl.label IS NULL")
         elif self.human == "disagree":
             # a person's refusal label (partial counts as refusal) against the scorer's outcome
-            meaning = meaning_of(self.scorer) if self.scorer else None
-            low, high = meaning.value_range if meaning else (0.0, 1.0)
-            if meaning is not None and meaning.positive == "harmful":  # a harm judge against harm labels
+            meaning = meaning_of(self.scorer) if self.scorer else REFUSAL
+            if meaning.positive == "harmful":  # a harm judge against harm labels
                 clauses.append("hl.label IN ('harmful', 'not_harmful') AND sc.value IS NOT NULL "
                                "AND ((hl.label = 'not_harmful') = (sc.value >= ?))")
             else:
                 clauses.append("hl.label IN ('full_compliance', 'full_refusal', 'partial_refusal') AND sc.value IS "
                                "NOT NULL AND ((hl.label = 'full_compliance') = (sc.value >= ?))")
-            args.append((low + high) / 2)
+            args.append(meaning.middle)
         words = re.findall(r"\w+", self.q)
         if self.q and search_index and words:
             clauses.append("s.id IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH ?)")
@@ -195,7 +187,6 @@ class SamplePage:
     rows: list[SampleRow]
     total: int
     next_after: int | None  # the key of the next page, None on the last
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 def sample_page(store: Store, run_id: str, f: SampleFilter, *, after: int = 0, limit: int = 50,
@@ -203,12 +194,12 @@ def sample_page(store: Store, run_id: str, f: SampleFilter, *, after: int = 0, l
     """One page of a run's samples matching ``f``, in id order from ``after``, and the total."""
     join, jargs = f.joins()
     where, wargs = f.where(run_id, store.has_search_index())
-    rows = _rows(store, f"""
+    rows = store.query(f"""
         SELECT s.id, s.prompt_id, s.category, s.epoch, s.transform_chain, substr(s.completion, 1, ?) AS preview,
                length(s.completion) AS length, s.error, sc.value, sc.label, hl.label AS human
         FROM samples s {join}{where} AND s.id > ? ORDER BY s.id LIMIT ?""",
                  [preview, *jargs, *wargs, after, limit + 1])
-    total = _rows(store, f"SELECT COUNT(*) FROM samples s {join}{where}", [*jargs, *wargs])[0][0]
+    total = store.query(f"SELECT COUNT(*) FROM samples s {join}{where}", [*jargs, *wargs])[0][0]
     page = [SampleRow(r["id"], r["prompt_id"], r["category"], r["epoch"], r["transform_chain"], r["preview"] or "",
                       r["length"] or 0, r["error"], r["value"], r["label"], r["human"]) for r in rows[:limit]]
     return SamplePage(page, total, page[-1].id if len(rows) > limit else None)
@@ -219,7 +210,7 @@ def export_rows(store: Store, run_id: str, f: SampleFilter) -> list[dict[str, An
     label and explanation, and the person's label."""
     join, jargs = f.joins()
     where, wargs = f.where(run_id, store.has_search_index())
-    rows = _rows(store, f"""
+    rows = store.query(f"""
         SELECT s.id AS sample_id, s.run_id, s.prompt_id, s.category, s.epoch, s.transform_chain, s.seed,
                s.messages_json, s.completion, s.input_tokens, s.output_tokens, s.latency_s, s.finish_reason,
                s.error, s.created_at, sc.scorer, sc.value AS score, sc.label AS score_label,
@@ -234,10 +225,10 @@ def export_rows(store: Store, run_id: str, f: SampleFilter) -> list[dict[str, An
 
 
 def facets(store: Store, run_id: str) -> dict[str, list[Any]]:
-    """The values the samples filters can take in this run: categories, chains, epochs, scorers
-    and each scorer's stored labels."""
+    """The values the samples filters can take in this run: categories, chains, epochs and the
+    scorers' stored labels."""
     def col(sql: str) -> list[Any]:
-        return [r[0] for r in _rows(store, sql, [run_id])]
+        return [r[0] for r in store.query(sql, [run_id])]
 
     return {
         "category": col("SELECT DISTINCT category FROM samples WHERE run_id = ? ORDER BY category"),
@@ -252,7 +243,7 @@ def score_distribution(store: Store, run_id: str, scorer: str, bins: int = 10) -
     low, high = meaning_of(scorer).value_range
     width = (high - low) / bins
     counts = dict.fromkeys(range(bins), 0)
-    for r in _rows(store, """SELECT MIN(CAST((value - ?) / ? AS INTEGER), ?) AS b, COUNT(*) FROM scores
+    for r in store.query("""SELECT MIN(CAST((value - ?) / ? AS INTEGER), ?) AS b, COUNT(*) FROM scores
                              WHERE run_id = ? AND scorer = ? AND value IS NOT NULL GROUP BY b""",
                    [low, width, bins - 1, run_id, scorer]):
         counts[max(0, int(r[0]))] += r[1]
@@ -261,7 +252,7 @@ def score_distribution(store: Store, run_id: str, scorer: str, bins: int = 10) -
 
 def prompt_means(store: Store, run_id: str, scorer: str) -> dict[str, tuple[float, int, str]]:
     """Per prompt id of the canonical chain: mean score, samples, category."""
-    rows = _rows(store, """SELECT s.prompt_id, AVG(sc.value), COUNT(sc.value), MIN(s.category) FROM samples s
+    rows = store.query("""SELECT s.prompt_id, AVG(sc.value), COUNT(sc.value), MIN(s.category) FROM samples s
                            JOIN scores sc ON sc.sample_id = s.id AND sc.scorer = ?
                            WHERE s.run_id = ? AND s.transform_chain = 'none' AND s.error IS NULL
                              AND sc.value IS NOT NULL
