@@ -43,7 +43,7 @@ def jsonl(path: Path, rows: list[dict]) -> Path:
 
 def test_public_api_is_pinned() -> None:
     assert set(ds.__all__) == {"ADAPTER_NAMES", "Dataset", "MatchKind", "Record", "declared_harmful", "list_datasets",
-                              "load_dataset"}
+                              "load_dataset", "run_harmful"}
     assert set(ADAPTER_NAMES) == {"harmbench", "advbench", "jailbreakbench", "strongreject", "xstest"}
 
 
