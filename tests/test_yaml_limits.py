@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import refute.study
+from refute._yaml import SpecFileError, parse_yaml
 from refute.study._spec import load_study, study_from_text
-from refute.study._yaml import SpecFileError, parse_yaml
 
 EXAMPLES = Path(refute.study.__file__).parent / "examples"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from refute.study._yaml import read_yaml, validate_doc
+from refute._yaml import read_yaml, validate_doc
 
 __all__ = ["DEFAULT_POLICY_FILE", "DisclosurePolicy", "load_policy"]
 

@@ -13,14 +13,15 @@ Decisions, from least to most restrictive: ``deploy``, ``deploy_with_safeguards`
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from refute._yaml import Loc, YamlDoc, located, read_yaml, validate_doc
 from refute.study._spec import Limit
-from refute.study._yaml import Loc, YamlDoc, located, read_yaml, validate_doc
 
 __all__ = ["DECISIONS", "CrossedIf", "Decision", "LoadedPolicy", "PolicySpec", "PolicyThreshold",
            "Requirement", "Safeguard", "load_policy"]
@@ -119,11 +120,17 @@ class LoadedPolicy:
                 out[("safeguards", i, "effective_if", j, "measure")] = r.measure
         return out
 
-    def check_measures(self, available: list[str], study: str) -> None:
-        """Raise `SpecFileError` at the line of every measure the study does not define."""
+    def check_measures(self, available: list[str], study: str, ratios: Collection[str] = ()) -> None:
+        """Raise `SpecFileError` at the line of every measure the study does not define, and of every
+        limit on a rate (any measure not in ``ratios``) outside [-1, 1]."""
         problems = [(loc, f"measure '{name}' is not defined by study {study}; it defines: "
                      f"{', '.join(available)}") for loc, name in self.measures().items()
                     if name not in available]
+        for i, s in enumerate(self.spec.safeguards):
+            for j, r in enumerate(s.effective_if):
+                if r.measure not in ratios and not -1.0 <= r.value <= 1.0:
+                    problems.append((("safeguards", i, "effective_if", j), f"'{r.measure}' is a rate: its "
+                                     f"limit lies in [-1, 1], not {r.value:g}"))
         located(self.doc, problems, what="policy")
 
 

@@ -24,7 +24,7 @@ class StudyGate:
         if study.spec.policy is None:
             raise ConfigError(f"{study.path}: the study names no policy")
         policy = load_policy(study.resolve_file(study.spec.policy))
-        policy.check_measures(list(study.spec.measures), study.path)
+        policy.check_measures(list(study.spec.measures), study.path, study.ratio_measures)
         return policy
 
     def check(self, study: LoadedStudy) -> None:
@@ -43,5 +43,5 @@ study_gate = StudyGate()
 def gate_study(store: Store, policy: LoadedPolicy, target: str) -> GateDecision:
     """Apply ``policy`` to the measures of a stored study (file or hash), recomputed from the store."""
     study, result = resolve_study(
-        store, target, check=lambda s: policy.check_measures(list(s.spec.measures), s.path))
+        store, target, check=lambda s: policy.check_measures(list(s.spec.measures), s.path, s.ratio_measures))
     return decide(policy, stored_measurements(store, study, result))

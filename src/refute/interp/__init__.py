@@ -24,7 +24,7 @@ from refute.interp._directions import (
 )
 from refute.interp._errors import InterpError
 from refute.interp._patching import PatchResult, patch_sweep
-from refute.interp._probe_fit import ProbeFit, fit_probe_on_prompts
+from refute.interp._probe_fit import ProbeFit, fit_probe_on_prompts, score_messages
 from refute.interp._probe_scorer import ProbeScorer
 from refute.interp._probes import (
     LayerSweep,
@@ -93,6 +93,7 @@ __all__ = [
     "sae_metrics",
     "save_orthogonalized",
     "save_sae",
+    "score_messages",
     "split_indices",
     "steered",
     "top_contexts",

@@ -241,7 +241,7 @@ def study_report(store: Store, study: LoadedStudy, result: StudyResult, *, unred
     policy_text = result.policy_text
     if policy is not None:
         loaded = load_policy(policy)
-        loaded.check_measures(list(study.spec.measures), study.path)
+        loaded.check_measures(list(study.spec.measures), study.path, study.ratio_measures)
         gate, policy_text = decide(loaded, measurements), loaded.doc.text
     elif result.gate is not None:
         gate = GateDecision.from_dict(result.gate)

@@ -5,6 +5,9 @@ an `Estimate` with its interval and the method that produced it; every compariso
 `Comparison` with a p-value and both methods named. Random generators are passed in (``rng``: a
 Generator, an int seed, or None for a fixed default seed).
 
+Defense in depth (`stack_statistics`): safeguard layers alone against the stack measured, the
+miss rate independence predicts, the correlation of layers' misses, and `pareto_front`.
+
 Also the one implementation of what other packages need from statistics: an interval read at its
 conservative end (`conservative_end`), L2-penalised logistic regression (`logistic_regression`)
 and resampling for bootstraps (``refute.stats._bootstrap``).
@@ -19,6 +22,7 @@ from refute.stats._compare import (
     compare_conditions,
 )
 from refute.stats._judge import rogan_gladen
+from refute.stats._layers import PairCorrelation, StackStats, pareto_front, stack_statistics
 from refute.stats._logistic import LogisticFit, logistic_regression
 from refute.stats._multiple import Correction, adjust_pvalues
 from refute.stats._paired import Comparison, PairedMethod, paired_difference, unpaired_difference
@@ -45,10 +49,12 @@ __all__ = [
     "Estimate",
     "LogisticFit",
     "Observation",
+    "PairCorrelation",
     "PairedMethod",
     "Plan",
     "PowerMethod",
     "RateMethod",
+    "StackStats",
     "adjust_pvalues",
     "compare_conditions",
     "conservative_end",
@@ -56,11 +62,13 @@ __all__ = [
     "icc",
     "logistic_regression",
     "paired_difference",
+    "pareto_front",
     "plan_from_pilot",
     "power",
     "rate",
     "rates_by_category",
     "rogan_gladen",
     "sample_size",
+    "stack_statistics",
     "unpaired_difference",
 ]

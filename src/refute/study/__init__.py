@@ -8,6 +8,7 @@ the line and the field, and nothing runs. Results are stored with the file's sha
 
 from pathlib import Path
 
+from refute._yaml import Issue, SpecFileError
 from refute.study._measures import (
     Calibration,
     CalibrationSource,
@@ -44,7 +45,6 @@ from refute.study._spec import (
     load_study,
     study_from_text,
 )
-from refute.study._yaml import Issue, SpecFileError
 
 EXAMPLES = "examples"
 """Folder (inside this package) of the example study and policy that `refute demo` runs."""

@@ -7,7 +7,10 @@ interval lies on the other side, and *uncertain* when the interval contains it.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from refute.engine import primary_scorer, run_observations
@@ -16,7 +19,7 @@ from refute.redteam._gap import RobustnessGap, robustness_gap
 from refute.scorers import meaning_of, scorer_names
 from refute.stats import Estimate, conservative_end, rate, rogan_gladen
 from refute.store import CalibrationRecord, Store
-from refute.study._spec import Better, Limit, MeasureSpec
+from refute.study._spec import STACK_STATISTICS, Better, Limit, MeasureSpec
 
 __all__ = ["Calibration", "CalibrationSource", "Measurement", "RunRef", "ThresholdVerdict", "Verdict",
            "choose_calibration", "compute_measure", "judge_threshold", "run_calibration", "study_gap"]
@@ -32,6 +35,8 @@ class RunRef:
     run_id: str
     capability_run_id: str | None = None
     reused: bool = False
+    #: A layers run: the stack measurement's JSON (`refute.guard.StackMeasurement.to_dict`).
+    stack_result: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,8 @@ def compute_measure(store: Store, name: str, spec: MeasureSpec, ref: RunRef,
     """
     if spec.statistic in ("worst_transform_compliance", "largest_refusal_drop"):
         return _gap_measure(store, name, spec, ref)
+    if spec.statistic in STACK_STATISTICS:
+        return _stack_measure(name, spec, ref)
     scorer = spec.scorer or primary_scorer(store, ref.run_id)
     if scorer is None:
         return None
@@ -236,6 +243,42 @@ def compute_measure(store: Store, name: str, spec: MeasureSpec, ref: RunRef,
     if spec.statistic == "compliance":
         est = _flip(est)
     return _measurement(name, spec, est, ref.run_id, spec.chain, scorer, corrected, note, used)
+
+
+def _stored_estimate(d: dict[str, Any]) -> Estimate | None:
+    """An `Estimate` as a stack measurement's JSON holds it; None when a bound is not finite (a ratio
+    whose prediction is 0 somewhere: no limit can be read from it)."""
+    value, low, high = (float(d[k]) for k in ("value", "low", "high"))
+    if not all(math.isfinite(v) for v in (value, low, high)):
+        return None
+    return Estimate(value, low, high, d["confidence"], d["method"], d["n_prompts"], d["n_samples"],
+                    d.get("n_missing", 0), tuple(d.get("warnings", ())))
+
+
+def _stack_measure(name: str, spec: MeasureSpec, ref: RunRef) -> Measurement | None:
+    """A stack measure from the layers run's stored measurement (what `refute layers` wrote)."""
+    if ref.stack_result is None or not Path(ref.stack_result).is_file():
+        return None
+    data = json.loads(Path(ref.stack_result).read_text(encoding="utf-8"))
+    harmful = data["harmful"]
+    if spec.statistic == "stack_miss":
+        d = harmful["stack_miss"]
+    elif spec.statistic == "stack_over_refusal":
+        d = data["over_refusal_stack"]
+    elif spec.statistic == "independence_ratio":
+        d = harmful["ratio"]
+    else:
+        names = list(harmful["names"])
+        if spec.layer not in names:
+            raise ConfigError(f"measure '{name}': the stack has no layer '{spec.layer}'; it has {', '.join(names)}")
+        d = (harmful["catch_alone"][names.index(spec.layer)] if spec.statistic == "layer_catch"
+             else data["over_refusal_alone"][spec.layer])
+    est = _stored_estimate(d)
+    if est is None:
+        return None
+    where = f"layer '{spec.layer}' of " if spec.layer else ""
+    return _measurement(name, spec, est, ref.run_id, "none", data["judge"],
+                        note=f"{where}stack '{data['stack']}', measured as a whole ({ref.stack_result})")
 
 
 def _gap_measure(store: Store, name: str, spec: MeasureSpec, ref: RunRef) -> Measurement | None:

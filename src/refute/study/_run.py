@@ -23,6 +23,7 @@ import contextlib
 import json
 import re
 from collections.abc import Callable
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ from refute import __version__
 from refute.datasets import load_dataset
 from refute.engine import PluginSpec, TaskConfig, get_solver, helper_roles, needs_rewriter, resume_run, run_task
 from refute.errors import ConfigError
+from refute.guard import load_stack, measure_stack
 from refute.models import EMBEDDED, GenerateConfig, ModelBackend, load_model, parse_spec, prepare_embedded
 from refute.redteam._attacks import attack_tasks, run_attacks
 from refute.redteam._campaign import (
@@ -342,6 +344,9 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
     try:
         for run in study.spec.runs:
             spec = run.model or study.spec.model
+            if run.type == "layers":
+                refs[run.id] = _layers_run(store, study, run, spec, models, progress=progress, say=say)
+                continue
             ids: list[str] = []
             reused_all = True
             tasks = _tasks(store, study, run)
@@ -396,8 +401,7 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
         study_id=study.spec.id, title=study.spec.title, sha256=study.sha256, path=study.path,
         text=study.text, created_at=now, first_created_at=first,
         refute_version=__version__,
-        runs={k: {"run_id": v.run_id, "capability_run_id": v.capability_run_id, "reused": v.reused}
-              for k, v in refs.items()},
+        runs={k: asdict(v) for k, v in refs.items()},
         calibration=None if calibration is None else _asdict(calibration),
         measures={k: (v.to_dict() if v else None) for k, v in measures.items()},
         thresholds=[v.to_dict() for v in verdicts],
@@ -411,6 +415,28 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
 
 
 def _asdict(c: Calibration) -> dict[str, Any]:
-    from dataclasses import asdict
-
     return asdict(c)
+
+
+def _layers_run(store: Store, study: LoadedStudy, run: RunSpec, spec: str, models: _Models, *, progress: bool,
+                say: Callable[[str], None]) -> RunRef:
+    """A guard stack measured as a whole (`refute.guard.measure_stack`); the run's dataset and limit
+    replace the stack's harmful requests. A measurement of the same study text, stack file and model
+    is reused."""
+    loaded = load_stack(study.resolve_file(str(run.stack)))
+    update: dict[str, Any] = {"harmful": study.resolve_dataset(run.dataset)}
+    if run.limit is not None:
+        update["limit"] = run.limit
+    stack = replace(loaded, spec=loaded.spec.model_copy(
+        update={"measure": loaded.spec.measure.model_copy(update=update)}))
+    out_dir = results_dir(store) / "layers" / f"{study.hash12}-{run.id}"
+    found = out_dir / "stack.json"
+    if found.is_file():
+        with contextlib.suppress(ValueError, KeyError, StopIteration):
+            data = json.loads(found.read_text(encoding="utf-8"))
+            if data["stack_sha256"] == stack.sha256 and data["model"] == spec:
+                say(f"{run.id}: reusing the stack measurement {found}")
+                return RunRef(next(iter(data["runs"].values())), reused=True, stack_result=str(found))
+    say(f"{run.id}: measuring the stack '{stack.spec.name}' ({run.stack})")
+    result = measure_stack(stack, models.get(spec), store, out_dir=out_dir, progress=progress, say=say)
+    return RunRef(next(iter(result.runs.values())), stack_result=str(found))

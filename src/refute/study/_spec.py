@@ -21,14 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 import refute.scorers
-from refute.datasets import declared_harmful, load_dataset
-from refute.engine import get_solver
-from refute.errors import RefuteError
-from refute.models import parse_spec
-from refute.redteam._attacks import ATTACKS
-from refute.scorers import get_scorer
-from refute.stats import Better  # which way is safer: one Literal for studies, reports and the gate
-from refute.study._yaml import (
+from refute._yaml import (
     Loc,
     YamlDoc,
     located,
@@ -36,6 +29,14 @@ from refute.study._yaml import (
     read_yaml,
     validate_doc,
 )
+from refute.datasets import declared_harmful, load_dataset
+from refute.engine import get_solver
+from refute.errors import RefuteError
+from refute.guard import load_stack
+from refute.models import parse_spec
+from refute.redteam._attacks import ATTACKS
+from refute.scorers import get_scorer
+from refute.stats import Better  # which way is safer: one Literal for studies, reports and the gate
 from refute.transforms import parse_chain
 
 __all__ = [
@@ -57,10 +58,15 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 ThreatModel = Literal["misuse", "misalignment", "accident"]
 Kind = Literal["capability", "propensity"]
 Statistic = Literal["refusal", "compliance", "accuracy", "worst_transform_compliance",
-                    "largest_refusal_drop"]
+                    "largest_refusal_drop", "stack_miss", "stack_over_refusal", "independence_ratio",
+                    "layer_catch", "layer_over_refusal"]
 
 #: Statistics that need a ``robustness_gap`` run.
 GAP_STATISTICS = ("worst_transform_compliance", "largest_refusal_drop")
+#: Statistics that need a ``layers`` run (a guard stack measured by `refute.guard.measure_stack`).
+STACK_STATISTICS = ("stack_miss", "stack_over_refusal", "independence_ratio", "layer_catch", "layer_over_refusal")
+#: Statistics that are not rates (their thresholds may lie outside [-1, 1]).
+RATIO_STATISTICS = ("independence_ratio",)
 
 
 class _Frozen(BaseModel):
@@ -70,8 +76,9 @@ class _Frozen(BaseModel):
 class Limit(_Frozen):
     """A bound on a measure: exactly one of ``at_least`` and ``at_most``."""
 
-    at_least: float | None = Field(None, ge=-1.0, le=1.0, description="Safe (or met) when >= this.")
-    at_most: float | None = Field(None, ge=-1.0, le=1.0, description="Safe (or met) when <= this.")
+    at_least: float | None = Field(None, ge=-1000.0, le=1000.0, description="Safe (or met) when >= this "
+                                   "(a rate's limit lies in [-1, 1]).")
+    at_most: float | None = Field(None, ge=-1000.0, le=1000.0, description="Safe (or met) when <= this.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Limit:
@@ -97,7 +104,8 @@ class RunSpec(_Frozen):
     under the same transforms)."""
 
     id: Slug = Field(description="Name of the run inside the study; measures refer to it.")
-    type: Literal["eval", "robustness_gap"] = Field("eval", description="eval or robustness_gap.")
+    type: Literal["eval", "robustness_gap", "layers"] = Field("eval", description="eval, robustness_gap or "
+                                                              "layers (a guard stack measured as a whole).")
     description: str | None = Field(None, description="What this run measures, in words.")
     model: str | None = Field(None, description="Model spec; default: the study's model.")
     dataset: Text = Field(description="Built-in dataset name, or a JSONL/CSV path (relative to the study file).")
@@ -144,6 +152,8 @@ class RunSpec(_Frozen):
                               "attacker.")
     rewriter: str | None = Field(None, description="Model spec that rewrite transforms (paraphrase, "
                                  "translate) ask; default: the run's own model.")
+    stack: str | None = Field(None, description="layers only: the guard-stack file (relative to the study "
+                              "file); dataset and limit replace its measure.harmful and measure.limit.")
 
     @model_validator(mode="after")
     def _by_type(self) -> RunSpec:
@@ -152,6 +162,13 @@ class RunSpec(_Frozen):
         if self.type == "robustness_gap" and not self.transforms and not self.attacks:
             raise ValueError("a robustness_gap run needs at least one transform in 'transforms' "
                              "(or an attack in 'attacks')")
+        if (self.type == "layers") != (self.stack is not None):
+            raise ValueError("a layers run needs 'stack' (a guard-stack file), and only a layers run takes it")
+        if self.type == "layers":
+            extra = [k for k in ("transforms", "attacks", "attack_args", "solver_args", "scorers", "system")
+                     if getattr(self, k)]
+            if extra:
+                raise ValueError(f"{extra[0]} does not apply to a layers run: the stack file says what is measured")
         if self.type == "robustness_gap" and self.solver != "single_turn":
             raise ValueError("solver applies to type eval; a robustness_gap run takes 'attacks'")
         if self.type == "eval":
@@ -199,6 +216,7 @@ class MeasureSpec(_Frozen):
     chain: str = Field("none", description="Transform chain ('none' = canonical prompts).")
     category: str | None = Field(None, description="One category only; default: all.")
     scorer: Slug | None = Field(None, description="Scorer; default: the run's refusal or match scorer.")
+    layer: Slug | None = Field(None, description="layer_catch / layer_over_refusal: the stack layer's name.")
 
 
 class ThresholdSpec(_Frozen):
@@ -280,6 +298,11 @@ class LoadedStudy:
     def run(self, run_id: str) -> RunSpec:
         return next(r for r in self.spec.runs if r.id == run_id)
 
+    @property
+    def ratio_measures(self) -> list[str]:
+        """Measures that are not rates (their limits may lie outside [-1, 1])."""
+        return [n for n, m in self.spec.measures.items() if m.statistic in RATIO_STATISTICS]
+
     def resolve_dataset(self, dataset: str) -> str:
         """A dataset relative to the study file, if such a file exists; else as written."""
         candidate = self.base_dir / dataset
@@ -316,6 +339,13 @@ def _check_references(study: LoadedStudy) -> list[tuple[Loc, str]]:
         if m.statistic in GAP_STATISTICS and run.type != "robustness_gap":
             problems.append(((*where, "statistic"), f"'{m.statistic}' needs a robustness_gap run; "
                              f"run '{run.id}' is an eval"))
+        if (m.statistic in STACK_STATISTICS) != (run.type == "layers"):
+            problems.append(((*where, "statistic"), f"'{m.statistic}' needs a layers run; run '{run.id}' is "
+                             f"{run.type}" if m.statistic in STACK_STATISTICS else
+                             f"run '{run.id}' is a layers run: measure it with {', '.join(STACK_STATISTICS)}"))
+        if (m.layer is not None) != (m.statistic in ("layer_catch", "layer_over_refusal")):
+            problems.append(((*where, "layer"), "layer_catch and layer_over_refusal name a 'layer' of the "
+                             "stack; other statistics take none"))
         if m.chain != "none" and m.chain not in run.transforms:
             problems.append(((*where, "chain"), f"run '{run.id}' has no transform '{m.chain}'; "
                              f"it has: none, {', '.join(run.transforms) or '(no transforms)'}"))
@@ -323,6 +353,9 @@ def _check_references(study: LoadedStudy) -> list[tuple[Loc, str]]:
         if t.measure not in spec.measures:
             problems.append((("thresholds", i, "measure"), f"no measure '{t.measure}'; measures: "
                              f"{', '.join(spec.measures)}"))
+        elif spec.measures[t.measure].statistic not in RATIO_STATISTICS and not -1.0 <= t.safe_if.value <= 1.0:
+            problems.append((("thresholds", i, "safe_if"), f"'{t.measure}' is a rate: its limit lies in [-1, 1], "
+                             f"not {t.safe_if.value:g}"))
     return problems
 
 
@@ -341,6 +374,8 @@ def _check_plugins(study: LoadedStudy) -> list[tuple[Loc, str]]:
     for i, run in enumerate(spec.runs):
         if run.model is not None:
             check(("runs", i, "model"), parse_spec, run.model)
+        if run.stack is not None:
+            check(("runs", i, "stack"), load_stack, study.resolve_file(run.stack))
         check(("runs", i, "dataset"), load_dataset, study.resolve_dataset(run.dataset))
         if run.capability_dataset is not None:
             check(("runs", i, "capability_dataset"), load_dataset, study.resolve_dataset(run.capability_dataset))

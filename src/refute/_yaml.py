@@ -1,4 +1,5 @@
-"""YAML files validated by pydantic, with errors that name the file, the line and the field.
+"""YAML files validated by pydantic, with errors that name the file, the line and the field: study,
+policy, disclosure and guard-stack files.
 
 The text is parsed twice: ``yaml.compose`` keeps every node's position (its "mark"), and
 ``yaml.safe_load`` gives the data pydantic validates. A pydantic error location such as
