@@ -45,16 +45,17 @@ def test_a_v2_store_migrates_to_v3_keeping_its_data_and_a_v3_store_opens_read_on
         store.save_calibration(CalibrationRecord(run_id=run_id, scorer=SCORER, scorer_version="1", n_labels=2,
                                                  sensitivity_counts=(1, 0), specificity_counts=(1, 0),
                                                  labels_path="l.csv", labels_sha256="0" * 64))
-    # the v2 store: today's, less the tables v3 added
+    # the v2 store: today's, less the tables v3 and v4 added
     con = sqlite3.connect(db)
-    con.executescript("DROP TABLE label_queue; DROP TABLE labels;"
+    con.executescript("DROP TABLE label_queue; DROP TABLE labels; DROP TABLE exchanges;"
                       " UPDATE meta SET value='2' WHERE key='schema_version';")
     con.close()
     with pytest.raises(StoreError, match="schema version 2"):  # a read-only store cannot be migrated
         Store(db, read_only=True)
 
     with Store(db) as store:
-        assert store._version() == SCHEMA_VERSION == 3
+        assert store._version() == SCHEMA_VERSION == 4
+        assert store.recent_exchanges() == []
         assert len(store.samples(run_id)) == 6 and len(store.scores(run_id, SCORER)) == 6
         assert store.calibration(run_id, SCORER).sensitivity_counts == (1, 0)
         assert store.label_queue(run_id) == [] and store.labels(run_id) == []
@@ -62,7 +63,7 @@ def test_a_v2_store_migrates_to_v3_keeping_its_data_and_a_v3_store_opens_read_on
         assert store.queue_labels(run_id, SCORER, 0, [(first, "refusal")]) == 1
         store.save_label(run_id, first, SCORER, "full_refusal", "ana")
 
-    with Store(db, read_only=True) as store:  # a v3 store reads without writing
+    with Store(db, read_only=True) as store:  # a store of this version reads without writing
         assert [q.label for q in store.label_queue(run_id)] == ["full_refusal"]
         assert [lab.labeller for lab in store.labels(run_id, SCORER)] == ["ana"]
         with pytest.raises(StoreError, match="read-only"):

@@ -29,7 +29,7 @@ def test_public_exports_are_pinned():
         "SCHEMA_VERSION", "CachedReply", "CalibrationRecord", "FindingEvent", "FindingEventKind",
         "FindingRecord", "RunRecord", "RunStatus", "SampleRecord",
         "ScoreRecord", "Store", "export_run", "open_store", "run_rows", "HumanLabel", "LabelRecord", "QueueItem",
-        "ScorerLabel", "csv_cell"}
+        "ScorerLabel", "csv_cell", "ExchangeOutcome", "ExchangeRecord", "LayerStats"}
     assert {"TaskConfig", "run_task", "resume_run", "solver", "SampleState"} <= set(refute.engine.__all__)
     assert {"SandboxKind", "SandboxLimits", "ExecResult", "FileEvent", "SandboxSession", "BwrapSandbox",
             "DockerSandbox", "SandboxUnavailableError", "available_sandbox",

@@ -10,10 +10,12 @@ from refute.cli._demo import demo
 from refute.cli._finding import finding_app
 from refute.cli._interp import interp_app
 from refute.cli._judge import judge_app, score
+from refute.cli._layers import layers
 from refute.cli._models import models_app
 from refute.cli._redteam import redteam
 from refute.cli._run import run
 from refute.cli._runs import export, runs_app
+from refute.cli._serve import monitor, serve
 from refute.cli._stats import compare, plan
 from refute.cli._study import gate, report, study_app
 from refute.cli._train import train_app
@@ -44,6 +46,9 @@ app.command("gate")(gate)
 app.command("report")(report)
 app.add_typer(finding_app, name="finding")
 app.command("view")(view)
+app.command("serve")(serve)
+app.command("monitor")(monitor)
+app.command("layers")(layers)
 app.add_typer(agent_app, name="agent")
 
 

@@ -1,6 +1,7 @@
 """The SQLite store of runs, samples, scores, runs' own calibrations, people's labels and the label
-queue, findings and the request cache."""
+queue, findings, the request cache and `refute serve`'s log of exchanges."""
 
+from refute.store._exchanges import ExchangeOutcome, ExchangeRecord, LayerStats
 from refute.store._export import csv_cell, export_run, run_rows
 from refute.store._records import (
     CachedReply,
@@ -24,11 +25,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "CachedReply",
     "CalibrationRecord",
+    "ExchangeOutcome",
+    "ExchangeRecord",
     "FindingEvent",
     "FindingEventKind",
     "FindingRecord",
     "HumanLabel",
     "LabelRecord",
+    "LayerStats",
     "QueueItem",
     "RunRecord",
     "RunStatus",

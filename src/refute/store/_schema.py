@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: A run's own calibration: a scorer's error on human labels of that run's replies.
 _CALIBRATIONS = """
@@ -87,6 +87,36 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE INDEX IF NOT EXISTS labels_scorer ON labels(run_id, scorer, sample_id);
 """
 
+#: The monitoring log of `refute serve`: one row per exchange, written in one transaction as the
+#: response is produced. Replies of harmful exchanges are stored redacted (``redacted`` = 1) unless the
+#: server ran with --log-unredacted; no header or API key is ever stored.
+_EXCHANGES = """
+CREATE TABLE IF NOT EXISTS exchanges (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at    TEXT NOT NULL,
+    server_id     TEXT NOT NULL,
+    model_spec    TEXT NOT NULL,
+    stack_name    TEXT NOT NULL,
+    stack_sha256  TEXT NOT NULL,
+    request_id    TEXT NOT NULL,
+    stream        INTEGER NOT NULL,
+    status        INTEGER NOT NULL,
+    outcome       TEXT NOT NULL CHECK (outcome IN ('ok', 'flagged', 'blocked', 'error', 'upstream_error')),
+    seed          INTEGER NOT NULL,
+    messages_json TEXT NOT NULL,
+    reply         TEXT NOT NULL,
+    redacted      INTEGER NOT NULL,
+    layers_json   TEXT NOT NULL,
+    blocked_by    TEXT,
+    total_ms      REAL NOT NULL,
+    model_ms      REAL NOT NULL,
+    input_tokens  INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    error         TEXT
+);
+CREATE INDEX IF NOT EXISTS exchanges_server ON exchanges(server_id, id);
+"""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -160,7 +190,7 @@ CREATE TABLE IF NOT EXISTS cache (
     finish_reason TEXT,
     created_at    TEXT NOT NULL
 );
-""" + _CALIBRATIONS + _FINDINGS + _LABELS
+""" + _CALIBRATIONS + _FINDINGS + _LABELS + _EXCHANGES
 
 #: Statements that bring a store of the keyed version to the next one.
 MIGRATIONS: dict[int, str] = {
@@ -184,6 +214,8 @@ DELETE FROM cache;
 """ + _CALIBRATIONS + _FINDINGS,
     # v2 -> v3: people's labels of a run's replies and the queue they label them in.
     2: _LABELS,
+    # v3 -> v4: the monitoring log of `refute serve`, one row per exchange.
+    3: _EXCHANGES,
 }
 
 #: Full-text search over samples (the viewer's search box): an FTS5 index of each sample's prompt

@@ -20,6 +20,7 @@ from typing import Any
 
 from refute._paths import store_path
 from refute.errors import RunNotFoundError, StoreError
+from refute.store._exchanges import ExchangeMethods
 from refute.store._findings import FindingMethods
 from refute.store._labels import LabelMethods
 from refute.store._process import is_alive, this_process
@@ -59,12 +60,13 @@ def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"store {path}: {why}")
 
 
-class Store(LabelMethods, FindingMethods):
+class Store(LabelMethods, FindingMethods, ExchangeMethods):
     """A refute store on disk. Safe to open from several processes (SQLite WAL).
 
     Its label queue and people's labels: `LabelMethods` (``queue_labels``, ``label_queue``,
     ``next_to_label``, ``queue_progress``, ``save_label``, ``labels``, ``labelled_scores``,
-    ``delete_label``)."""
+    ``delete_label``). The monitoring log of `refute serve`: `ExchangeMethods` (``add_exchange``,
+    ``add_exchanges``, ``recent_exchanges``, ``exchange_layer_stats``)."""
 
     def __init__(self, path: str | PathLike[str], *, read_only: bool = False) -> None:
         """Open (or create) the store at ``path``; ``read_only`` opens an existing store for
