@@ -302,3 +302,23 @@ def test_engine_run_over_faults_stores_each_sample_once_and_resume_heals_errors(
         assert len(healed) == len(prompts)
         assert healed["f2"].completion == "answer 3" and healed["f3"].error is not None
         assert server.attempts["id=1"] == 1  # completed samples were not asked again
+
+
+def test_complete_on_the_callers_loop_retries_and_fails_like_generate(make, server) -> None:
+    """`complete` (what `refute serve` awaits on its own event loop) keeps generate's retries and
+    errors, never raises, and makes no loop thread of its own."""
+    import asyncio
+
+    backend = make(timeout_s=0.3)
+
+    async def main() -> tuple[Completion, Completion]:
+        ok = await backend.complete(req("id=7 fault=503 times=2"))
+        bad = await backend.complete(req("id=8 fault=500 times=9"))
+        await backend.aclose()
+        return ok, bad
+
+    ok, bad = asyncio.run(main())
+    assert_answered(ok, 7)
+    assert server.attempts["id=7 fault=503 times=2"] == 3
+    assert bad.text == "" and "server fault 500" in str(bad.error) and server.attempts["id=8 fault=500 times=9"] == 4
+    assert not [t for t in threading.enumerate() if t.name == "refute-openai"]

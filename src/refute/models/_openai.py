@@ -155,6 +155,8 @@ class OpenAIBackend:
         self._lock = threading.Lock()
         self._closed = False
         self._session: _Session | None = None
+        #: `complete`'s clients, one per event loop that awaited it (a server's).
+        self._loop_sessions: dict[asyncio.AbstractEventLoop, _Session] = {}
 
     def __repr__(self) -> str:
         return (
@@ -221,6 +223,37 @@ class OpenAIBackend:
             if not session.thread.is_alive():
                 loop.close()
 
+    async def complete(self, request: GenerateRequest) -> Completion:
+        """One request awaited on the caller's own event loop (a server's), with the same retries,
+        limits and errors as `generate`, without crossing to the backend's loop thread. The HTTP
+        client for that loop is made on first use; `aclose` (on the same loop) closes it."""
+        if self._closed:
+            raise ModelError(f"{self.info.spec}: the backend is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        session = self._loop_sessions.get(loop)
+        if session is None:
+            session = _Session(loop=loop, thread=threading.current_thread(), client=self._client(),
+                               slots=asyncio.Semaphore(self._concurrency))
+            self._loop_sessions[loop] = session
+        key = os.environ.get(self._api_key_env) or None
+        try:
+            return await self._complete(session, request, key)
+        except Exception as exc:  # noqa: BLE001 - as in generate: one request never raises
+            return Completion(text="", error=_scrub(f"{self.info.spec}: unexpected {type(exc).__name__}: {exc}", key))
+
+    async def aclose(self) -> None:
+        """Close the HTTP client `complete` made for the running loop."""
+        session = self._loop_sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None:  # the loop is the caller's: its other tasks are not ours to cancel
+            await session.client.aclose()
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self._timeout_s),
+            limits=httpx.Limits(max_connections=self._concurrency, max_keepalive_connections=self._concurrency),
+            transport=self._transport,
+        )
+
     def _start(self) -> _Session:
         with self._lock:
             if self._closed:
@@ -231,14 +264,7 @@ class OpenAIBackend:
                     target=loop.run_forever, name="refute-openai", daemon=True
                 )
                 thread.start()
-                client = httpx.AsyncClient(
-                    timeout=httpx.Timeout(self._timeout_s),
-                    limits=httpx.Limits(
-                        max_connections=self._concurrency,
-                        max_keepalive_connections=self._concurrency,
-                    ),
-                    transport=self._transport,
-                )
+                client = self._client()
                 # Both bind to the loop that first awaits them, which is the loop thread's.
                 slots = asyncio.Semaphore(self._concurrency)
                 self._session = _Session(loop=loop, thread=thread, client=client, slots=slots)

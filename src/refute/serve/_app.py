@@ -1,10 +1,11 @@
 """The OpenAI-compatible app in front of a guarded model: ``POST /v1/chat/completions``,
 ``GET /v1/models``, ``GET /health``.
 
-Each request runs the guard (`Guard.respond`, blocking) in a worker thread so the event loop stays
-free, logs the exchange to the store, and only then answers, as one JSON object or as server-sent
-events. Bad input gets a 4xx in OpenAI's error shape, a failed model or upstream endpoint a 502
-naming the cause, and anything unexpected a 500 that is logged, never a traceback.
+Each request runs the guard (`Guard.respond_async`: an upstream endpoint awaited on the event loop,
+layers and local models in worker threads), logs the exchange to the store, and only then
+answers, as one JSON object or as server-sent events. Bad input gets a 4xx in OpenAI's error
+shape, a failed model or upstream endpoint a 502 naming the cause, and anything unexpected a 500
+that is logged, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from refute.errors import ConfigError, StoreError
 from refute.guard import Guard, GuardedReply, LoadedStack, parse_stack
+from refute.models import Message
 from refute.serve._log import ExchangeLog, HarmMode, is_harmful, outcome_of, redaction_marker
 from refute.serve._protocol import (
     ApiError,
@@ -141,13 +143,9 @@ class _Server:
             return _error(500, "The server failed while answering; the cause is in its log.", type="server_error",
                           code="internal_error")
 
-    def _exchange(self, parsed: ChatRequest) -> tuple[Head, GuardedReply, ExchangeOutcome, int]:
-        """The guarded reply, logged: runs in a worker thread (the guard blocks), and returns once the
-        exchange's row is committed."""
-        config = parsed.generate_config(self.config.max_tokens_default)
-        seed = parsed.seed if parsed.seed is not None else secrets.randbelow(2**31)
-        messages = parsed.to_messages()
-        reply = self.guard.respond(messages, config, seed)
+    def _log(self, parsed: ChatRequest, messages: Sequence[Message], seed: int, reply: GuardedReply
+             ) -> tuple[Head, ExchangeOutcome, int]:
+        """The exchange's row, committed (runs in a worker thread: a busy store must not stall the loop)."""
         head = Head(id=f"chatcmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=self.name)
         outcome = outcome_of(reply)
         redact = is_harmful(reply, self.config.harm) and not self.config.log_unredacted and bool(reply.text)
@@ -166,10 +164,14 @@ class _Server:
         except StoreError as exc:
             raise ApiError(500, f"The exchange could not be logged, so it is not answered: {exc}",
                            type="server_error", code="log_failed") from None
-        return head, reply, outcome, row_id
+        return head, outcome, row_id
 
     async def _answer(self, parsed: ChatRequest) -> Response:
-        head, reply, outcome, row_id = await run_in_threadpool(self._exchange, parsed)
+        seed = parsed.seed if parsed.seed is not None else secrets.randbelow(2**31)
+        messages = parsed.to_messages()
+        # an upstream endpoint is awaited on this loop; layers and local models run in worker threads
+        reply = await self.guard.respond_async(messages, parsed.generate_config(self.config.max_tokens_default), seed)
+        head, outcome, row_id = await run_in_threadpool(self._log, parsed, messages, seed, reply)
         headers = {"x-request-id": head.id}
         if reply.upstream_error:
             return _error(502, f"The model behind refute serve failed: {reply.upstream_error}",
@@ -238,6 +240,9 @@ def create_app(guard: Guard, config: ServeConfig) -> Starlette:
         try:
             yield
         finally:
+            aclose = getattr(guard.backend, "aclose", None)
+            if aclose is not None:
+                await aclose()
             server.log.close()
 
     routes = [

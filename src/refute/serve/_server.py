@@ -7,26 +7,15 @@ Linux and macOS), which parse and answer HTTP faster than its pure-Python defaul
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from refute._asgi import check_port, free_port, is_loopback, uvicorn_server
+from refute._asgi import serving as run_in_thread
 from refute.errors import ConfigError
 
 __all__ = ["check_binding", "free_port", "is_loopback", "serve", "serving"]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_binding(host: str, api_key: str | None, port: int | None = None) -> None:
@@ -40,38 +29,17 @@ def check_binding(host: str, api_key: str | None, port: int | None = None) -> No
                           "REFUTE_SERVE_API_KEY) so that only clients with the key are answered, "
                           "or keep the default --host 127.0.0.1")
     if port is not None:
-        _check_port(host, port)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _check_port(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                              "choose another with --port (or stop what uses it)") from None
+        check_port(host, port)
 
 
 def _server(app: Any, host: str, port: int) -> Any:
-    try:
-        import uvicorn
-    except ImportError:
-        raise ConfigError("refute serve needs its web server: pip install 'refute[serve]'") from None
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                         timeout_graceful_shutdown=10))
+    return uvicorn_server(app, host, port, command="refute serve", extra="serve", timeout_graceful_shutdown=10)
 
 
 def serve(app: Any, host: str, port: int) -> None:
     """Serve ``app`` until Ctrl-C (or SIGTERM); requests in progress finish first. The process is
     the server's: its event loops become uvloop's where uvloop is installed."""
-    _check_port(host, port)
+    check_port(host, port)
     _server(app, host, port).run()
 
 
@@ -79,16 +47,5 @@ def serve(app: Any, host: str, port: int) -> None:
 def serving(app: Any, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
     """Serve ``app`` in a thread for the length of the block; yields its base URL."""
     port = port or free_port(host)
-    server = _server(app, host, port)
-    thread = threading.Thread(target=server.run, name="refute-serve", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not start on {host}:{port}")
-        time.sleep(0.01)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with run_in_thread(_server(app, host, port), host, port, name="refute-serve") as url:
+        yield url

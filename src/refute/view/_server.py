@@ -3,8 +3,6 @@ benchmark starts and stops (`serving`)."""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import threading
 import time
 import webbrowser
@@ -12,47 +10,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from refute.errors import ConfigError
+from refute._asgi import check_port, free_port, is_loopback, uvicorn_server
+from refute._asgi import serving as run_in_thread
 
 __all__ = ["free_port", "is_loopback", "serve", "serving"]
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _check_port(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                              "choose another with --port (or stop what uses it)") from None
-
-
 def _server(app: Any, host: str, port: int) -> Any:
-    try:
-        import uvicorn
-    except ImportError:
-        raise ConfigError("refute view needs its web server: pip install 'refute[view]'") from None
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    return uvicorn_server(app, host, port, command="refute view", extra="view")
 
 
 def serve(app: Any, host: str, port: int, *, open_url: str | None = None) -> None:
     """Serve ``app`` until interrupted; open ``open_url`` in a browser once it listens."""
-    _check_port(host, port)
+    check_port(host, port)
     server = _server(app, host, port)
     if open_url:
         def opener() -> None:
@@ -69,16 +39,5 @@ def serve(app: Any, host: str, port: int, *, open_url: str | None = None) -> Non
 def serving(app: Any, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
     """Serve ``app`` in a thread for the length of the block; yields its base URL."""
     port = port or free_port(host)
-    server = _server(app, host, port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the viewer did not start on {host}:{port}")
-        time.sleep(0.02)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with run_in_thread(_server(app, host, port), host, port, name="refute-view") as url:
+        yield url
