@@ -159,6 +159,17 @@ def test_the_openai_client_gets_completions_streams_and_the_stacks_work(tmp_path
     assert len({r.server_id for r in rows}) == 1
 
 
+def test_no_layer_scores_shows_clients_only_the_outcome_and_the_log_keeps_them(tmp_path):
+    db = tmp_path / "refute.db"
+    with running(Guard(parse_stack(STACK), EchoBackend()), db, layer_scores=False) as url:
+        got = _client(url).chat.completions.create(model="fake:echo", messages=[{"role": "user", "content": "bomb"}])
+    assert got.choices[0].message.content == REFUSAL
+    assert set(got.model_extra["refute"]) == {"stack", "outcome", "exchange_id"}
+    assert got.model_extra["refute"]["outcome"] == "blocked"
+    row = _rows(db)[-1]
+    assert row.blocked_by == "no_bombs" and row.layers[0]["score"] == 1.0
+
+
 def test_a_layer_that_raises_is_an_error_of_that_exchange_and_the_next_is_answered(tmp_path):
     db = tmp_path / "refute.db"
     with running(Guard(parse_stack(STACK), EchoBackend()), db) as url:

@@ -43,6 +43,7 @@ def serve(
     harm: Annotated[Harm, typer.Option(help="Which exchanges count as harmful, so their replies are logged redacted: auto (a layer fired or blocked), harmful (all), benign (none).")] = Harm.auto,
     log_unredacted: Annotated[bool, typer.Option("--log-unredacted", help="Log the replies of harmful exchanges too (they are replaced by a marker by default).")] = False,
     max_tokens_default: Annotated[int, typer.Option(min=1, help="Most reply tokens when a request names no max_tokens.")] = 256,
+    layer_scores: Annotated[bool, typer.Option(help="Show clients each layer's score and decision in the response's `refute` object; --no-layer-scores shows only the outcome, so the scores are no oracle for an attacker (the log keeps them).")] = True,
     served_name: Annotated[str | None, typer.Option(help="Model name clients use (GET /v1/models). Default: the spec; the spec is accepted too.", show_default=False)] = None,
     dtype: Annotated[str, typer.Option(help="Local models: auto (bf16 where the CPU supports it), float32, bfloat16.")] = "auto",
     concurrency: Annotated[int, typer.Option(min=1, help="Upstream endpoint: requests in flight.")] = 64,
@@ -82,7 +83,8 @@ def serve(
         loaded: LoadedStack = load_stack(stack) if stack is not None else pass_through()
         local = parse_spec(model).kind != "openai"
         config = ServeConfig(store=store_path(store), served_name=served_name, api_key=api_key, harm=harm.value,
-                             log_unredacted=log_unredacted, max_tokens_default=max_tokens_default)
+                             log_unredacted=log_unredacted, max_tokens_default=max_tokens_default,
+                             layer_scores=layer_scores)
     if local and base_url:
         raise ConfigError(f"--base-url only applies to openai:MODEL specs (an upstream endpoint), not '{model}'")
     options: dict[str, Any] = {"dtype": dtype} if local else {

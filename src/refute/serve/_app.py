@@ -66,6 +66,9 @@ class ServeConfig:
     log_unredacted: bool = False
     max_tokens_default: int = 256
     max_body_bytes: int = MAX_BODY_BYTES
+    #: Show clients each layer's score and decision (a red-teamer's view of their own stack); off, a
+    #: client learns only the outcome, and cannot use the scores as an oracle to tune its prompts.
+    layer_scores: bool = True
     #: One id per serve process, stored with each of its exchanges.
     server_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -176,8 +179,9 @@ class _Server:
         if reply.upstream_error:
             return _error(502, f"The model behind refute serve failed: {reply.upstream_error}",
                           type="upstream_error", code="upstream_error", headers=headers)
-        extra = {**refute_extra(reply, stack=self.stack, outcome=outcome, server_id=self.config.server_id),
-                 "exchange_id": row_id}
+        shown = (refute_extra(reply, stack=self.stack, outcome=outcome, server_id=self.config.server_id)
+                 if self.config.layer_scores else {"stack": self.stack, "outcome": outcome})
+        extra = {**shown, "exchange_id": row_id}
         if parsed.stream:
             return StreamingResponse(_iterate(chunks(head, reply, extra, include_usage=parsed.include_usage)),
                                      media_type="text/event-stream",
