@@ -285,6 +285,15 @@ def test_a_study_measures_a_stack_and_the_gate_reads_its_conservative_end(tiny_m
     assert decision.decision == ("restrict" if crossed else "deploy")
     measured = stored_measure(st_path=tmp_path / "r.db", study=study, name="miss")
     assert (measured.value, measured.high) == pytest.approx((miss["value"], miss["high"]))
+    # the result names its stack measurement relative to the store's folder: a moved store keeps it
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("r.db", "studies"):
+        (tmp_path / name).rename(moved / name)
+    again = stored_measure(st_path=moved / "r.db", study=study, name="miss")
+    assert again is not None and again.high == pytest.approx(miss["high"])
+    for name in ("r.db", "studies"):
+        (moved / name).rename(tmp_path / name)
     # a rate's limit outside [-1, 1] is a typo, named at its line
     study.write_text(STUDY.format(model=tiny_model_dir, ratio_limit=5).replace("measure: ratio", "measure: miss"))
     bad = runner.invoke(app, ["study", "run", str(study), *db, "--no-progress"])

@@ -35,7 +35,8 @@ class RunRef:
     run_id: str
     capability_run_id: str | None = None
     reused: bool = False
-    #: A layers run: the stack measurement's JSON (`refute.guard.StackMeasurement.to_dict`).
+    #: A layers run: the stack measurement's JSON (`refute.guard.StackMeasurement.to_dict`), relative
+    #: to the store's folder (so a store moved with its folder keeps its measurements).
     stack_result: str | None = None
 
 
@@ -213,7 +214,7 @@ def compute_measure(store: Store, name: str, spec: MeasureSpec, ref: RunRef,
     if spec.statistic in ("worst_transform_compliance", "largest_refusal_drop"):
         return _gap_measure(store, name, spec, ref)
     if spec.statistic in STACK_STATISTICS:
-        return _stack_measure(name, spec, ref)
+        return _stack_measure(name, spec, ref, Path(store.path).parent)
     scorer = spec.scorer or primary_scorer(store, ref.run_id)
     if scorer is None:
         return None
@@ -255,11 +256,12 @@ def _stored_estimate(d: dict[str, Any]) -> Estimate | None:
                     d.get("n_missing", 0), tuple(d.get("warnings", ())))
 
 
-def _stack_measure(name: str, spec: MeasureSpec, ref: RunRef) -> Measurement | None:
+def _stack_measure(name: str, spec: MeasureSpec, ref: RunRef, store_dir: Path) -> Measurement | None:
     """A stack measure from the layers run's stored measurement (what `refute layers` wrote)."""
-    if ref.stack_result is None or not Path(ref.stack_result).is_file():
+    path = None if ref.stack_result is None else store_dir / ref.stack_result
+    if path is None or not path.is_file():
         return None
-    data = json.loads(Path(ref.stack_result).read_text(encoding="utf-8"))
+    data = json.loads(path.read_text(encoding="utf-8"))
     harmful = data["harmful"]
     if spec.statistic == "stack_miss":
         d = harmful["stack_miss"]

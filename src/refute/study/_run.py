@@ -402,7 +402,7 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
         text=study.text, created_at=now, first_created_at=first,
         refute_version=__version__,
         runs={k: asdict(v) for k, v in refs.items()},
-        calibration=None if calibration is None else _asdict(calibration),
+        calibration=None if calibration is None else asdict(calibration),
         measures={k: (v.to_dict() if v else None) for k, v in measures.items()},
         thresholds=[v.to_dict() for v in verdicts],
         gate=decision, policy_text=policy_text,
@@ -412,10 +412,6 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
     tmp.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
     return result
-
-
-def _asdict(c: Calibration) -> dict[str, Any]:
-    return asdict(c)
 
 
 def _layers_run(store: Store, study: LoadedStudy, run: RunSpec, spec: str, models: _Models, *, progress: bool,
@@ -431,12 +427,13 @@ def _layers_run(store: Store, study: LoadedStudy, run: RunSpec, spec: str, model
         update={"measure": loaded.spec.measure.model_copy(update=update)}))
     out_dir = results_dir(store) / "layers" / f"{study.hash12}-{run.id}"
     found = out_dir / "stack.json"
+    kept = str(found.relative_to(Path(store.path).parent))
     if found.is_file():
         with contextlib.suppress(ValueError, KeyError, StopIteration):
             data = json.loads(found.read_text(encoding="utf-8"))
             if data["stack_sha256"] == stack.sha256 and data["model"] == spec:
                 say(f"{run.id}: reusing the stack measurement {found}")
-                return RunRef(next(iter(data["runs"].values())), reused=True, stack_result=str(found))
+                return RunRef(next(iter(data["runs"].values())), reused=True, stack_result=kept)
     say(f"{run.id}: measuring the stack '{stack.spec.name}' ({run.stack})")
     result = measure_stack(stack, models.get(spec), store, out_dir=out_dir, progress=progress, say=say)
-    return RunRef(next(iter(result.runs.values())), stack_result=str(found))
+    return RunRef(next(iter(result.runs.values())), stack_result=kept)
