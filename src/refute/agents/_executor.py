@@ -329,13 +329,7 @@ class Executor:
                 elif self.watcher is not None and fd == self.watcher.fd:
                     self.watcher.drain()
                 else:
-                    data = os.read(fd, 65536)
-                    if not data:
-                        os.close(fd)
-                        open_fds.discard(fd)
-                        continue
-                    total += len(data)
-                    kept[fd] += data[:max(0, keep_bytes - len(kept[fd]))]
+                    total += _read_into(fd, open_fds, kept, keep_bytes)
             if total > kill_bytes:
                 killed_for = "output"
                 break
@@ -357,13 +351,7 @@ class Executor:
         drain_until = time.monotonic() + 1.0
         while open_fds and time.monotonic() < drain_until:  # every writer is dead: read what is left
             for fd in select.select(list(open_fds), [], [], 0.1)[0]:
-                data = os.read(fd, 65536)
-                if not data:
-                    os.close(fd)
-                    open_fds.discard(fd)
-                    continue
-                total += len(data)
-                kept[fd] += data[:max(0, keep_bytes - len(kept[fd]))]
+                total += _read_into(fd, open_fds, kept, keep_bytes)
         for fd in open_fds:
             os.close(fd)
         duration = time.monotonic() - start
@@ -402,6 +390,19 @@ class Executor:
                 break
             status = self._reaped(pid, status, got, st, usage)
         return status
+
+
+def _read_into(fd: int, open_fds: set[int], kept: dict[int, bytearray], keep_bytes: int) -> int:
+    """Read what ``fd`` holds now, keeping at most ``keep_bytes`` of that stream in ``kept[fd]``; at
+    its end, close it and drop it from ``open_fds``. Returns the bytes read (counted against the
+    output limit whether kept or not)."""
+    data = os.read(fd, 65536)
+    if not data:
+        os.close(fd)
+        open_fds.discard(fd)
+        return 0
+    kept[fd] += data[:max(0, keep_bytes - len(kept[fd]))]
+    return len(data)
 
 
 def _share(out: bytes, err: bytes, keep: int) -> tuple[bytes, bytes]:
