@@ -80,11 +80,7 @@ class ProbeLayer:
     spec: LayerSpec
     probe: Any
     backend: Any
-    threshold: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.threshold is None:
-            self.threshold = float(self.spec.threshold if self.spec.threshold is not None else self.probe.threshold)
+    threshold: float | None
 
     def score(self, messages: Sequence[Message], reply: str | None) -> float | None:
         return float(score_messages(self.probe, self.backend, [as_dicts(messages)], [last_user(messages)])[0])
@@ -102,12 +98,7 @@ class ScorerLayer:
 
     spec: LayerSpec
     scorer: Any
-    threshold: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.threshold is None:
-            self.threshold = self.spec.threshold if self.spec.threshold is not None else \
-                meaning_of(str(self.spec.scorer)).middle
+    threshold: float | None
 
     def score(self, messages: Sequence[Message], reply: str | None) -> float | None:
         request = last_user(messages)
@@ -121,11 +112,7 @@ class ScorerLayer:
 class CallableLayer:
     spec: LayerSpec
     check: Check
-    threshold: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.threshold is None:
-            self.threshold = self.spec.threshold if self.spec.threshold is not None else 0.5
+    threshold: float | None
 
     def score(self, messages: Sequence[Message], reply: str | None) -> float | None:
         return float(self.check(messages, reply))
@@ -157,21 +144,27 @@ def _probe_file(stack: LoadedStack, spec: LayerSpec) -> Any:
 
 def build_layer(stack: LoadedStack, spec: LayerSpec, backend: ModelBackend | None,
                 probe: Any = None) -> Layer:
-    """The runtime object of one layer; ``probe`` overrides the file (a probe fitted just now)."""
+    """The runtime object of one layer; ``probe`` overrides the file (a probe fitted just now). A
+    threshold the stack does not set is the probe's own, the middle of the scorer's range, or 0.5."""
+    def threshold(default: float) -> float:
+        return float(spec.threshold) if spec.threshold is not None else float(default)
+
     if spec.type == "probe":
         if backend is None or not hasattr(backend, "model") or not hasattr(backend, "tokenizer"):
             raise ConfigError(f"{stack.path}: layer '{spec.name}': a probe reads the served model's activations; "
                               "serve a local hf model (not an openai: endpoint) to use it")
-        return ProbeLayer(spec, probe if probe is not None else _probe_file(stack, spec), backend)
+        probe = probe if probe is not None else _probe_file(stack, spec)
+        return ProbeLayer(spec, probe, backend, threshold(probe.threshold))
     if spec.type in ("input_scorer", "output_scorer"):
-        return ScorerLayer(spec, get_scorer(str(spec.scorer), **spec.args))
+        return ScorerLayer(spec, get_scorer(str(spec.scorer), **spec.args),
+                           threshold(meaning_of(str(spec.scorer)).middle))
     if spec.type == "system_prompt":
         return SystemPromptLayer(spec)
     entry = _LAYERS.get(str(spec.layer))
     if entry.info != spec.stage:
         raise ConfigError(f"{stack.path}: layer '{spec.name}': '{spec.layer}' was registered for stage "
                           f"{entry.info}, not {spec.stage}")
-    return CallableLayer(spec, _LAYERS.build(str(spec.layer), **spec.args))
+    return CallableLayer(spec, _LAYERS.build(str(spec.layer), **spec.args), threshold(0.5))
 
 
 def build_layers(stack: LoadedStack, backend: ModelBackend | None,

@@ -411,13 +411,10 @@ class _Decider:
         source = row.guarded if guarded else row.base
         return source.get(self.reads.get(spec.name, spec.name))
 
-    def _fires(self, spec: LayerSpec, score: float | None, threshold: float | None) -> bool:
-        return threshold is not None and fires(spec, threshold, score)
-
     def alone(self, spec: LayerSpec, row: MeasuredRow) -> bool:
         if spec.type == "system_prompt":
             return self._refused(row.alone.get(spec.name))
-        return self._fires(spec, self._score(spec, row, guarded=False), self.layers[spec.name].threshold)
+        return fires(spec, self.layers[spec.name].threshold, self._score(spec, row, guarded=False))
 
     def _refused(self, value: float | None) -> bool:
         return value is not None and value > self.judge_threshold
@@ -430,7 +427,7 @@ class _Decider:
             if s.type == "system_prompt":
                 continue
             t = (thresholds or {}).get(s.name, self.layers[s.name].threshold)
-            if self._fires(s, self._score(s, row, guarded=has_system and bool(row.guarded)), t):
+            if fires(s, t, self._score(s, row, guarded=has_system and bool(row.guarded))):
                 return True
         return has_system and self._refused(row.guarded.get(self.judge))
 
