@@ -230,6 +230,11 @@ def test_completions_are_yielded_as_each_finishes(make, server) -> None:
     stream = backend.generate([req("id=0 hold=1"), req("id=1")])
     index, completion = next(stream)  # while request 0 is still held by the server
     assert (index, completion.text) == (1, "answer 1")
+    # request 0 is in flight beside it (its attempt may reach the server a moment after request 1's
+    # answer came back, so wait for it) and still held: 1 was yielded before 0 could finish
+    deadline = time.monotonic() + 5
+    while server.attempts["id=0 hold=1"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert server.attempts["id=0 hold=1"] == 1 and not server.gate.is_set()
     server.gate.set()
     assert [i for i, _ in stream] == [0]
