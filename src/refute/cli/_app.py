@@ -8,6 +8,7 @@ from refute.cli import _train_check, _train_data  # noqa: F401 - they add `refut
 from refute.cli._agent import agent_app
 from refute.cli._demo import demo
 from refute.cli._finding import finding_app
+from refute.cli._gaming import gaming_app
 from refute.cli._interp import interp_app
 from refute.cli._judge import judge_app, score
 from refute.cli._layers import layers
@@ -50,6 +51,7 @@ app.command("serve")(serve)
 app.command("monitor")(monitor)
 app.command("layers")(layers)
 app.add_typer(agent_app, name="agent")
+app.add_typer(gaming_app, name="gaming")
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from refute import __version__
 from refute.datasets import run_harmful
 from refute.errors import ConfigError
+from refute.gaming import ExperimentResult
 from refute.gate import GateDecision, decide, load_policy
 from refute.redteam._gap import RobustnessGap, robustness_gap
 from refute.report._sections import Findings, ScopeFacts, findings
@@ -103,11 +104,13 @@ class ReportDoc:
     edits: list[str] = field(default_factory=list)
     policy_text: str | None = None
     run_calibrations: list[Calibration] = field(default_factory=list)  # runs' own labels behind measures
+    experiments: list[ExperimentResult] = field(default_factory=list)  # the study's experiment runs
 
     @property
     def models(self) -> list[str]:
-        return list(dict.fromkeys(f"{v.run.model_spec}" + (f" ({v.run.model_revision})" if v.run.model_revision else "")
-                                  for v in self.runs))
+        return list(dict.fromkeys([*(f"{v.run.model_spec}" + (f" ({v.run.model_revision})" if v.run.model_revision
+                                                              else "") for v in self.runs),
+                                   *(m for e in self.experiments for m in e.models)]))
 
 
 def _sha(text: str) -> str:
@@ -222,8 +225,16 @@ def study_report(store: Store, study: LoadedStudy, result: StudyResult, *, unred
                           f"run `refute study run {study.path}` again")
     views: list[RunView] = []
     gaps: list[tuple[str, RobustnessGap]] = []
+    experiments: list[ExperimentResult] = []
     for spec in study.spec.runs:
         ref = refs[spec.id]
+        if spec.type == "experiment":
+            saved = Path(store.path).parent / str(ref.experiment_result)
+            if ref.experiment_result is None or not saved.is_file():
+                raise ConfigError(f"study result {result.hash12}: run '{spec.id}' has no experiment result "
+                                  f"({saved}); run `refute study run {study.path}` again")
+            experiments.append(ExperimentResult.load(saved))
+            continue
         views.append(_view(store, spec.id, ref.run_id, spec.dataset, spec.harmful, spec.condition_label,
                            spec.description, ref.reused))
         if spec.type == "robustness_gap":
@@ -251,7 +262,8 @@ def study_report(store: Store, study: LoadedStudy, result: StudyResult, *, unred
     found = findings(measurements, verdicts, gaps, calibration, gate, _scope(views), own)
     examples = [e for v in views if v.role != "capability" for e in _examples(store, v, unredacted)]
     return ReportDoc(study.spec.title, "study", _now(), __version__, views, measurements, verdicts, gaps,
-                     calibration, gate, found, examples, unredacted, study, result, notes, policy_text, own)
+                     calibration, gate, found, examples, unredacted, study, result, notes, policy_text, own,
+                     experiments)
 
 
 def _run_calibrations(store: Store, measurements: dict[str, Measurement | None]) -> list[Calibration]:

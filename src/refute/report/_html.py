@@ -16,6 +16,7 @@ from pathlib import Path
 
 from refute.report._document import ReportDoc, RunView
 from refute.report._escape import html_text
+from refute.report._experiments import experiment_section
 from refute.report._markdown import render_markdown
 from refute.report._plots import PALETTE, Row, interval_plot, paired_plot
 from refute.report._report_tables import (
@@ -379,6 +380,11 @@ def render_html(doc: ReportDoc) -> str:
                          "".join(_table_html(_category_table([v])) for v in interp)))
     else:
         missing.append("interpretability effects (no intervention runs)")
+    if doc.experiments:
+        sections.append(("experiments", "Experiments: metric against goal",
+                         "<p>Where the number optimised and the goal it stands for come apart, measured: each "
+                         "experiment's figures carry 95% intervals over its units (prompts, tasks, seeds, "
+                         "questions).</p>" + "".join(experiment_section(e, level=3) for e in doc.experiments)))
     ex = _examples_html(doc)
     if ex:
         sections.append(("examples", "Examples", ex))

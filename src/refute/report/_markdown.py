@@ -86,6 +86,9 @@ def render_markdown(doc: ReportDoc) -> str:
         out += [_table(t) for t in tables.gaps]
     if tables.judge is not None or tables.run_judge is not None:
         out += ["## Judge calibration", "", _table(tables.judge), _table(tables.run_judge)]
+    if doc.experiments:
+        out += ["## Experiments: metric against goal", ""]
+        out += [e.to_markdown().replace("## ", "### ", 1) for e in doc.experiments]
     if doc.examples:
         out += ["## Examples", "", "_Replies to harmful requests are redacted and transformed prompts shown by "
                 "transform and sha256, unless --unredacted._" if not doc.unredacted else "_Unredacted._", ""]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from refute.engine import primary_scorer, run_observations
 from refute.errors import ConfigError
+from refute.gaming import ExperimentResult
 from refute.redteam._gap import RobustnessGap, robustness_gap
 from refute.scorers import meaning_of, scorer_names
 from refute.stats import Estimate, conservative_end, rate, rogan_gladen
@@ -38,6 +39,8 @@ class RunRef:
     #: A layers run: the stack measurement's JSON (`refute.guard.StackMeasurement.to_dict`), relative
     #: to the store's folder (so a store moved with its folder keeps its measurements).
     stack_result: str | None = None
+    #: An experiment run: its ``result.json`` (`refute.gaming.ExperimentResult`), relative to the store's folder.
+    experiment_result: str | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,8 @@ def compute_measure(store: Store, name: str, spec: MeasureSpec, ref: RunRef,
         return _gap_measure(store, name, spec, ref)
     if spec.statistic in STACK_STATISTICS:
         return _stack_measure(name, spec, ref, Path(store.path).parent)
+    if spec.statistic == "experiment":
+        return _experiment_measure(name, spec, ref, Path(store.path).parent)
     scorer = spec.scorer or primary_scorer(store, ref.run_id)
     if scorer is None:
         return None
@@ -281,6 +286,21 @@ def _stack_measure(name: str, spec: MeasureSpec, ref: RunRef, store_dir: Path) -
     where = f"layer '{spec.layer}' of " if spec.layer else ""
     return _measurement(name, spec, est, ref.run_id, "none", data["judge"],
                         note=f"{where}stack '{data['stack']}', measured as a whole ({ref.stack_result})")
+
+
+def _experiment_measure(name: str, spec: MeasureSpec, ref: RunRef, store_dir: Path) -> Measurement | None:
+    """A figure of an experiment run's stored result (what `refute gaming` wrote)."""
+    path = None if ref.experiment_result is None else store_dir / ref.experiment_result
+    if path is None or not path.is_file():
+        return None
+    result = ExperimentResult.load(path)
+    fig = result.figures.get(str(spec.figure))
+    if fig is None:
+        raise ConfigError(f"measure '{name}': experiment '{result.experiment}' has no figure '{spec.figure}'; it has "
+                          f"{', '.join(result.figures)}")
+    est = Estimate(fig.value, fig.low, fig.high, fig.confidence, fig.method, fig.n, fig.n)
+    return _measurement(name, spec, est, ref.run_id, "none", result.experiment,
+                        note=f"experiment '{result.experiment}', figure '{spec.figure}' ({ref.experiment_result})")
 
 
 def _gap_measure(store: Store, name: str, spec: MeasureSpec, ref: RunRef) -> Measurement | None:

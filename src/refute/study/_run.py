@@ -34,6 +34,7 @@ from refute import __version__
 from refute.datasets import load_dataset
 from refute.engine import PluginSpec, TaskConfig, get_solver, helper_roles, needs_rewriter, resume_run, run_task
 from refute.errors import ConfigError
+from refute.gaming import Context, ExperimentResult, get_experiment, parse_settings, run_experiment, settings_digest
 from refute.guard import load_stack, measure_stack
 from refute.models import EMBEDDED, GenerateConfig, ModelBackend, load_model, parse_spec, prepare_embedded
 from refute.redteam._attacks import attack_tasks, run_attacks
@@ -347,6 +348,9 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
             if run.type == "layers":
                 refs[run.id] = _layers_run(store, study, run, spec, models, progress=progress, say=say)
                 continue
+            if run.type == "experiment":
+                refs[run.id] = _experiment_run(store, study, run, spec, models, progress=progress, say=say)
+                continue
             ids: list[str] = []
             reused_all = True
             tasks = _tasks(store, study, run)
@@ -437,3 +441,25 @@ def _layers_run(store: Store, study: LoadedStudy, run: RunSpec, spec: str, model
     say(f"{run.id}: measuring the stack '{stack.spec.name}' ({run.stack})")
     result = measure_stack(stack, models.get(spec), store, out_dir=out_dir, progress=progress, say=say)
     return RunRef(next(iter(result.runs.values())), stack_result=kept)
+
+
+def _experiment_run(store: Store, study: LoadedStudy, run: RunSpec, spec: str, models: _Models, *, progress: bool,
+                    say: Callable[[str], None]) -> RunRef:
+    """A `refute.gaming` experiment; the run's model fills the model settings the run does not set. A
+    result of the same experiment and settings in the study's folder for it is reused."""
+    name = str(run.experiment)
+    exp = get_experiment(name)
+    settings = parse_settings(name, {**{f: spec for f in exp.model_fields}, **run.settings},
+                              where=f"{study.path}: runs.{run.id}.settings")
+    out_dir = results_dir(store) / "gaming" / f"{study.hash12}-{run.id}-{settings_digest(name, settings)}"
+    found = out_dir / "result.json"
+    kept = str(found.relative_to(Path(store.path).parent))
+    if found.is_file():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            old = ExperimentResult.load(found)
+            say(f"{run.id}: reusing the experiment result {found}")
+            return RunRef(next(iter(old.runs.values()), ""), reused=True, experiment_result=kept)
+    say(f"{run.id}: running the experiment '{name}'")
+    ctx = Context(store=store, out_dir=out_dir, models=models.get, progress=progress, say=say)
+    result = run_experiment(name, settings, ctx)
+    return RunRef(next(iter(result.runs.values()), ""), experiment_result=kept)

@@ -32,6 +32,7 @@ from refute._yaml import (
 from refute.datasets import declared_harmful, load_dataset
 from refute.engine import get_solver
 from refute.errors import RefuteError
+from refute.gaming import parse_settings
 from refute.guard import load_stack
 from refute.models import parse_spec
 from refute.redteam._attacks import ATTACKS
@@ -59,14 +60,16 @@ ThreatModel = Literal["misuse", "misalignment", "accident"]
 Kind = Literal["capability", "propensity"]
 Statistic = Literal["refusal", "compliance", "accuracy", "worst_transform_compliance",
                     "largest_refusal_drop", "stack_miss", "stack_over_refusal", "independence_ratio",
-                    "layer_catch", "layer_over_refusal"]
+                    "layer_catch", "layer_over_refusal", "experiment"]
 
 #: Statistics that need a ``robustness_gap`` run.
 GAP_STATISTICS = ("worst_transform_compliance", "largest_refusal_drop")
+#: The dataset field of an experiment run, which takes none.
+EXPERIMENT_DATASET = "(experiment)"
 #: Statistics that need a ``layers`` run (a guard stack measured by `refute.guard.measure_stack`).
 STACK_STATISTICS = ("stack_miss", "stack_over_refusal", "independence_ratio", "layer_catch", "layer_over_refusal")
-#: Statistics that are not rates (their thresholds may lie outside [-1, 1]).
-RATIO_STATISTICS = ("independence_ratio",)
+#: Statistics that are not rates (their thresholds may lie outside [-1, 1]); an experiment's figure may be any number.
+RATIO_STATISTICS = ("independence_ratio", "experiment")
 
 
 class _Frozen(BaseModel):
@@ -104,11 +107,13 @@ class RunSpec(_Frozen):
     under the same transforms)."""
 
     id: Slug = Field(description="Name of the run inside the study; measures refer to it.")
-    type: Literal["eval", "robustness_gap", "layers"] = Field("eval", description="eval, robustness_gap or "
-                                                              "layers (a guard stack measured as a whole).")
+    type: Literal["eval", "robustness_gap", "layers", "experiment"] = Field(
+        "eval", description="eval, robustness_gap, layers (a guard stack measured as a whole) or experiment "
+        "(a specification-gaming or oversight experiment of `refute gaming`).")
     description: str | None = Field(None, description="What this run measures, in words.")
     model: str | None = Field(None, description="Model spec; default: the study's model.")
-    dataset: Text = Field(description="Built-in dataset name, or a JSONL/CSV path (relative to the study file).")
+    dataset: Text = Field(description="Built-in dataset name, or a JSONL/CSV path (relative to the study file); "
+                          "an experiment run takes none (its settings name its data).")
     intent: Literal["harmful", "benign"] | None = Field(
         None, description="Whether the requests are harmful (their completions are redacted in "
         "reports); default: benign for the built-in benign datasets, harmful otherwise.")
@@ -154,6 +159,17 @@ class RunSpec(_Frozen):
                                  "translate) ask; default: the run's own model.")
     stack: str | None = Field(None, description="layers only: the guard-stack file (relative to the study "
                               "file); dataset and limit replace its measure.harmful and measure.limit.")
+    experiment: Slug | None = Field(None, description="experiment only: its name (refute gaming --help lists "
+                                    "them); the run's model fills the experiment's model settings.")
+    settings: dict[str, Any] = Field(default_factory=dict, description="experiment only: its settings "
+                                     "(those of `refute gaming NAME --help`).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _experiment_has_no_dataset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") == "experiment" and "dataset" not in data:
+            return {**data, "dataset": EXPERIMENT_DATASET}
+        return data
 
     @model_validator(mode="after")
     def _by_type(self) -> RunSpec:
@@ -162,6 +178,17 @@ class RunSpec(_Frozen):
         if self.type == "robustness_gap" and not self.transforms and not self.attacks:
             raise ValueError("a robustness_gap run needs at least one transform in 'transforms' "
                              "(or an attack in 'attacks')")
+        if (self.type == "experiment") != (self.experiment is not None):
+            raise ValueError("an experiment run needs 'experiment' (its name), and only an experiment run takes it")
+        if self.settings and self.type != "experiment":
+            raise ValueError("settings apply to an experiment run only")
+        if self.type == "experiment":
+            extra = [k for k in ("transforms", "attacks", "attack_args", "solver_args", "scorers", "system", "stack")
+                     if getattr(self, k)]
+            if self.dataset != EXPERIMENT_DATASET:
+                extra.insert(0, "dataset")
+            if extra:
+                raise ValueError(f"{extra[0]} does not apply to an experiment run: its settings say what is measured")
         if (self.type == "layers") != (self.stack is not None):
             raise ValueError("a layers run needs 'stack' (a guard-stack file), and only a layers run takes it")
         if self.type == "layers":
@@ -217,6 +244,8 @@ class MeasureSpec(_Frozen):
     category: str | None = Field(None, description="One category only; default: all.")
     scorer: Slug | None = Field(None, description="Scorer; default: the run's refusal or match scorer.")
     layer: Slug | None = Field(None, description="layer_catch / layer_over_refusal: the stack layer's name.")
+    figure: str | None = Field(None, description="experiment: the name of one of the experiment's figures "
+                               "(its result.json lists them, e.g. code-hacking's pressure.hack_rate).")
 
 
 class ThresholdSpec(_Frozen):
@@ -343,6 +372,14 @@ def _check_references(study: LoadedStudy) -> list[tuple[Loc, str]]:
             problems.append(((*where, "statistic"), f"'{m.statistic}' needs a layers run; run '{run.id}' is "
                              f"{run.type}" if m.statistic in STACK_STATISTICS else
                              f"run '{run.id}' is a layers run: measure it with {', '.join(STACK_STATISTICS)}"))
+        if (m.statistic == "experiment") != (run.type == "experiment"):
+            problems.append(((*where, "statistic"), f"'experiment' needs an experiment run; run '{run.id}' is "
+                             f"{run.type}" if m.statistic == "experiment" else
+                             f"run '{run.id}' is an experiment run: measure it with statistic: experiment and "
+                             "figure: NAME"))
+        if (m.figure is not None) != (m.statistic == "experiment"):
+            problems.append(((*where, "figure"), "statistic experiment names a 'figure' of the experiment; other "
+                             "statistics take none"))
         if (m.layer is not None) != (m.statistic in ("layer_catch", "layer_over_refusal")):
             problems.append(((*where, "layer"), "layer_catch and layer_over_refusal name a 'layer' of the "
                              "stack; other statistics take none"))
@@ -376,6 +413,9 @@ def _check_plugins(study: LoadedStudy) -> list[tuple[Loc, str]]:
             check(("runs", i, "model"), parse_spec, run.model)
         if run.stack is not None:
             check(("runs", i, "stack"), load_stack, study.resolve_file(run.stack))
+        if run.type == "experiment":
+            check(("runs", i, "settings"), parse_settings, str(run.experiment), run.settings)
+            continue
         check(("runs", i, "dataset"), load_dataset, study.resolve_dataset(run.dataset))
         if run.capability_dataset is not None:
             check(("runs", i, "capability_dataset"), load_dataset, study.resolve_dataset(run.capability_dataset))
