@@ -8,7 +8,7 @@ import sys
 
 def test_importing_refute_and_its_library_does_not_import_torch():
     code = ("import sys, refute, refute.models, refute.datasets, refute.engine, refute.store, "
-            "refute.scorers, refute.stats, refute.report, refute.redteam, refute.cli; "
+            "refute.scorers, refute.stats, refute.report, refute.redteam, refute.gaming, refute.cli; "
             "heavy = [m for m in ('torch', 'transformers', 'pandas', 'datasets') if m in sys.modules]; "
             "print(','.join(heavy))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -18,6 +18,7 @@ def test_importing_refute_and_its_library_does_not_import_torch():
 def test_public_exports_are_pinned():
     import refute.agents
     import refute.engine
+    import refute.gaming
     import refute.models
     import refute.store
 
@@ -34,7 +35,12 @@ def test_public_exports_are_pinned():
     assert {"SandboxKind", "SandboxLimits", "ExecResult", "FileEvent", "SandboxSession", "BwrapSandbox",
             "DockerSandbox", "SandboxUnavailableError", "available_sandbox",
             "open_sandbox"} <= set(refute.agents.__all__)
-    for module in (refute.models, refute.store, refute.engine, refute.agents):
+    assert set(refute.gaming.__all__) == {
+        "EXPERIMENTS", "Context", "Curve", "Experiment", "ExperimentResult", "Figure", "Series", "Table",
+        "experiment", "experiment_names", "get_experiment", "parse_settings", "run_experiment", "settings_digest"}
+    assert set(refute.gaming.experiment_names()) >= {"overoptimisation", "code-hacking", "gridworlds",
+                                                      "weak-to-strong", "debate"}
+    for module in (refute.models, refute.store, refute.engine, refute.agents, refute.gaming):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 

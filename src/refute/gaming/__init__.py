@@ -8,8 +8,10 @@ Five experiments, each a command (`refute gaming NAME`) and a study run type (``
 - ``weak-to-strong``: a strong student trained on a weak supervisor's labels (Burns et al. 2023);
 - ``debate``: a judge's accuracy with debate, a single consultant, or no help.
 
-Each stores its model samples in the store and returns an `ExperimentResult` (figures with intervals,
-curves, tables) that `refute.report` renders.
+Each returns an `ExperimentResult` (figures with intervals, curves, tables) that `refute.report`
+renders. Every model reply goes through the engine into the store (resumable; a rerun is answered
+from its cache); weak-to-strong reads activations instead, cached beside its result with each seed's
+accuracies, and the gridworlds keep each seed's curves there.
 """
 
 from refute.gaming import _bestofn, _codehack, _debate, _gridworlds, _w2s  # noqa: F401  (register the experiments)

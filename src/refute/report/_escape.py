@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 
-__all__ = ["html_text", "md_cell", "md_code_block", "md_text"]
+__all__ = ["html_text", "md_cell", "md_code_block", "md_text", "write_page"]
 
 # Characters that open inline markup anywhere in a line (CommonMark and GFM).
 _MD_INLINE = re.compile(r"([\\`*_\[\]<>&|~])")
@@ -55,3 +56,16 @@ def md_code_block(s: object, info: str = "text") -> str:
     text = _LINE_BREAK.sub("\n", str(s))
     fence = "`" * max(3, 1 + max((len(m) for m in _BACKTICKS.findall(text)), default=0))
     return f"{fence}{info}\n{text}" + ("" if text.endswith("\n") or not text else "\n") + f"{fence}\n"
+
+
+def write_page(path: str | Path, html: str, markdown: str) -> tuple[Path, Path]:
+    """Write ``html`` to ``path`` (``.html`` added unless it ends in .html/.htm) and ``markdown``
+    beside it with the same stem and ``.md``; returns both paths."""
+    html_path = Path(path)
+    if html_path.suffix.lower() not in (".html", ".htm"):
+        html_path = html_path.with_suffix(".html")
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(html, encoding="utf-8")
+    md_path = html_path.with_suffix(".md")
+    md_path.write_text(markdown, encoding="utf-8")
+    return html_path, md_path

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from refute.gaming import Curve, ExperimentResult, Table
-from refute.report._escape import html_text
+from refute.report._escape import html_text, write_page
 from refute.report._plots import PALETTE, Row, _svg, _text, interval_plot
 
 __all__ = ["curve_svg", "experiment_html", "experiment_section", "load_experiment", "write_experiment_report"]
@@ -91,17 +91,17 @@ def curve_svg(curve: Curve, *, width: int = 760, height: int = 320) -> str:
     return _svg(width, height, curve.title, body, f"{curve.title}: {curve.y_label} against {curve.x_label}")
 
 
-def _table(t: Table) -> str:
+def _table(t: Table, heading: str = "h3") -> str:
     head = "".join(f"<th>{html_text(h)}</th>" for h in t.head)
     rows = "".join("<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in r) + "</tr>" for r in t.rows)
-    return f"<h3>{html_text(t.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return (f"<{heading}>{html_text(t.title)}</{heading}><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
+            "</table>")
 
 
 def _figures_plot(result: ExperimentResult) -> str:
-    """The figures on one interval plot, when they share a scale (rates and differences in [-1, 1])."""
-    rows = [Row(name, f.value, f.low, f.high) for name, f in result.figures.items()
-            if f.low >= -1.0 and f.high <= 1.0]
-    if not rows:
+    """The figures on one interval plot, when they all share a scale (rates and differences in [-1, 1])."""
+    rows = [Row(name, f.value, f.low, f.high) for name, f in result.figures.items()]
+    if not rows or any(r.low < -1.0 or r.high > 1.0 for r in rows):
         return ""
     lo = -1.0 if any(r.low < 0 for r in rows) else 0.0
     return interval_plot(rows, title="Figures (95% intervals)", axis_label="value", domain=(lo, 1.0),
@@ -121,8 +121,8 @@ def experiment_section(result: ExperimentResult, *, level: int = 2) -> str:
     runs = ", ".join(f"{html_text(k)} <code>{html_text(v)}</code>" for k, v in result.runs.items())
     settings = ", ".join(f"{html_text(k)}={html_text(v)}" for k, v in result.settings.items())
     return (f'<section id="experiment-{html_text(result.experiment)}"><{h}>{html_text(result.title)}</{h}>'
-            f"<ul>{findings}</ul>{curves}{_figures_plot(result)}{_table(figures).replace('<h3>', f'<{sub}>', 1)}"
-            + "".join(_table(t) for t in result.tables)
+            f"<ul>{findings}</ul>{curves}{_figures_plot(result)}{_table(figures, sub)}"
+            + "".join(_table(t, sub) for t in result.tables)
             + f"{notes}<p class=\"caption\">Settings: {settings}. "
             + f"Models: {html_text(', '.join(result.models) or '-')}. "
             + (f"Runs: {runs}. " if runs else "") + f"Runtime {result.runtime_s:.0f} s.</p></section>")
@@ -153,11 +153,4 @@ def write_experiment_report(sources: ExperimentResult | str | Path | Sequence[Ex
                             path: str | Path) -> tuple[Path, Path]:
     """Write ``path`` (HTML) and the same stem with ``.md``; returns both paths."""
     items = _items(sources)
-    html_path = Path(path)
-    if html_path.suffix.lower() not in (".html", ".htm"):
-        html_path = html_path.with_suffix(".html")
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(experiment_html(items), encoding="utf-8")
-    md_path = html_path.with_suffix(".md")
-    md_path.write_text("\n".join(r.to_markdown() for r in items), encoding="utf-8")
-    return html_path, md_path
+    return write_page(path, experiment_html(items), "\n".join(r.to_markdown() for r in items))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from refute.report._document import ReportDoc, RunView
-from refute.report._escape import html_text
+from refute.report._escape import html_text, write_page
 from refute.report._experiments import experiment_section
 from refute.report._markdown import render_markdown
 from refute.report._plots import PALETTE, Row, interval_plot, paired_plot
@@ -418,14 +418,7 @@ def render_html(doc: ReportDoc) -> str:
 
 def write_report(doc: ReportDoc, path: str | Path) -> tuple[Path, Path]:
     """Write the HTML page to ``path`` and the Markdown beside it (same name, ``.md``)."""
-    html_path = Path(path)
-    if html_path.suffix.lower() not in (".html", ".htm"):
-        html_path = html_path.with_suffix(".html")
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(render_html(doc), encoding="utf-8")
-    md_path = html_path.with_suffix(".md")
-    md_path.write_text(render_markdown(doc), encoding="utf-8")
-    return html_path, md_path
+    return write_page(path, render_html(doc), render_markdown(doc))
 
 
 def default_report_path(store_path: str | Path, doc: ReportDoc) -> Path:
