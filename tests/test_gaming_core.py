@@ -41,6 +41,7 @@ class ConstantSettings(BaseModel):
     model: str = Field("default", description="Model spec.")
     rate: float = Field(0.25, ge=0.0, le=1.0, description="The figure it reports.")
     width: float = Field(0.1, ge=0.0, description="Half the interval's width.")
+    rate_file: str | None = Field(None, description="A .txt file holding the rate (overrides rate).")
 
 
 CALLS: list[str] = []
@@ -50,6 +51,8 @@ def run_constant(settings: ConstantSettings, ctx: Context) -> ExperimentResult:
     backend = ctx.models(settings.model)
     CALLS.append(settings.model)
     r, w = settings.rate, settings.width
+    if settings.rate_file is not None:
+        r = float(Path(settings.rate_file).read_text())
     fig = Figure(r, max(0.0, r - w), min(1.0, r + w), n=10, method="given")
     curve = Curve("rate over x", "x", "rate", [Series("rate", [1, 2, 4], [r, r, r], [r - w] * 3, [r + w] * 3)],
                   markers=[(2.0, "peak")])
@@ -84,14 +87,14 @@ def test_run_experiment_validates_settings_saves_the_result_and_it_reloads(tmp_p
     ctx = Context(store=None, out_dir=tmp_path / "out", models=lambda spec: Fake())  # type: ignore[arg-type]
     result = run_experiment("constant-test", {"rate": 0.4}, ctx)
     assert result.experiment == "constant-test"  # stamped, whatever the function wrote
-    assert result.settings == {"model": "default", "rate": 0.4, "width": 0.1}
+    assert result.settings == {"model": "default", "rate": 0.4, "width": 0.1, "rate_file": None}
     assert result.runtime_s >= 0
     again = ExperimentResult.load(tmp_path / "out")
     assert again == result
     assert again.figures["rate"].text() == "0.400 [0.300, 0.500]"
     assert "| rate | 0.400 | [0.300, 0.500] | 10 | given |" in again.to_markdown()
     with pytest.raises(ConfigError, match=r"--set.rate: Input should be less than or equal to 1.*its settings: model, "
-                                         "rate, width"):
+                                         "rate, width, rate_file"):
         parse_settings("constant-test", {"rate": 2}, where="--set")
     with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose one of: .*constant-test"):
         get_experiment("nope")
@@ -156,6 +159,7 @@ def test_a_study_runs_an_experiment_measures_its_figure_and_reports_it(tmp_path:
         doc = build_report(store, str(path))
         page = render_html(doc)
     assert 'id="experiments"' in page and "the rate is 0.300 [0.200, 0.400]" in page
+    assert "Behaviour on requests unlike these" not in page  # no eval runs: no sentences about their prompts
     saved = json.loads(next((tmp_path / "studies" / "gaming").glob("*-const-*/result.json")).read_text())
     assert saved["settings"]["rate"] == 0.3
     path.write_text(STUDY.format(rate=0.3).replace("figure: rate", "figure: nope"))
@@ -204,3 +208,29 @@ def test_refute_gaming_runs_an_experiment_from_the_cli_and_names_a_bad_setting(t
     assert no_model.exit_code == 2 and "uses no model" in no_model.output
     joined = runner.invoke(app, ["gaming", "report", str(out), str(out / "result.json"), "-o", str(tmp_path / "j")])
     assert joined.exit_code == 0 and (tmp_path / "j.html").read_text().count('id="experiment-gridworlds"') == 2
+
+
+def test_a_studys_experiment_reads_its_files_beside_the_study_and_reruns_when_one_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "rate.txt").write_text("0.1")
+    path = folder / "study.yaml"
+    path.write_text(STUDY.format(rate=0.3).replace("{rate: 0.3}", "{rate_file: rate.txt}"))
+    monkeypatch.chdir(tmp_path)  # elsewhere: the file is found beside the study, not here
+    with Store(tmp_path / "r.db") as store:
+        first = run_study(load_study(path), store, model=Fake(), progress=False, gate=study_gate)  # type: ignore[arg-type]
+        assert first.measurements()["rate"].value == pytest.approx(0.1)  # type: ignore[union-attr]
+        (folder / "rate.txt").write_text("0.2")  # same study text, new data: not reused
+        second = run_study(load_study(path), store, model=Fake(), progress=False, gate=study_gate)  # type: ignore[arg-type]
+        assert not second.run_refs()["const"].reused
+        assert second.measurements()["rate"].value == pytest.approx(0.2)  # type: ignore[union-attr]
+    (folder / "rate.txt").unlink()
+    with pytest.raises(ConfigError, match=r"runs\[0\].settings': no file .*rate.txt"):
+        load_study(path)
+    path.write_text(STUDY.format(rate=0.3).replace("    settings:", "    limit: 3\n    settings:"))
+    with pytest.raises(ConfigError, match="limit does not apply to an experiment run"):
+        load_study(path)
+    path.write_text(STUDY.format(rate=0.3).replace("    figure: rate", "    figure: rate\n    scorer: refusal"))
+    with pytest.raises(ConfigError, match="'scorer' does not apply to statistic experiment"):
+        load_study(path)

@@ -39,7 +39,8 @@ class Figure:
         return self.low > 0 or self.high < 0
 
     def text(self, digits: int = 3) -> str:
-        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        level = "" if abs(self.confidence - 0.95) < 1e-9 else f" ({self.confidence:.0%})"
+        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]{level}"
 
 
 @dataclass(frozen=True)
@@ -120,17 +121,29 @@ class ExperimentResult:
         return cls.from_dict(json.loads((p / "result.json" if p.is_dir() else p).read_text(encoding="utf-8")))
 
     def to_markdown(self) -> str:
-        out = [f"## {self.title}", ""]
-        out += [f"- {s}" for s in self.findings] + [""]
-        out += ["| figure | value | 95% interval | n | method |", "|---|---|---|---|---|"]
-        out += [f"| {k} | {f.value:.3f} | [{f.low:.3f}, {f.high:.3f}] | {f.n} | {f.method} |"
+        out = [f"## {_cell(self.title)}", ""]
+        out += [f"- {_cell(s)}" for s in self.findings] + [""]
+        out += ["| figure | value | interval | n | method |", "|---|---|---|---|---|"]
+        out += [f"| {_cell(k)} | {f.value:.3f} | {_interval(f)} | {f.n} | {_cell(f.method)} |"
                 for k, f in self.figures.items()]
         for t in self.tables:
-            out += ["", f"**{t.title}**", "", "| " + " | ".join(t.head) + " |", "|" + "---|" * len(t.head)]
-            out += ["| " + " | ".join(r) + " |" for r in t.rows]
+            out += ["", f"**{_cell(t.title)}**", "", "| " + " | ".join(map(_cell, t.head)) + " |",
+                    "|" + "---|" * len(t.head)]
+            out += ["| " + " | ".join(map(_cell, r)) + " |" for r in t.rows]
         if self.notes:
-            out += [""] + [f"Note: {n}" for n in self.notes]
+            out += [""] + [f"Note: {_cell(n)}" for n in self.notes]
         if self.runs:
-            out += ["", "Runs: " + ", ".join(f"{k} `{v}`" for k, v in self.runs.items())]
+            out += ["", "Runs: " + ", ".join(f"{_cell(k)} `{v}`" for k, v in self.runs.items())]
         out += ["", f"Runtime {self.runtime_s:.0f} s."]
         return "\n".join(out) + "\n"
+
+
+def _cell(text: object) -> str:
+    """Text safe in a Markdown table cell or line: pipes escaped, line breaks flattened."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _interval(f: Figure) -> str:
+    """``[low, high]``, with the confidence level when it is not the usual 95%."""
+    level = "" if abs(f.confidence - 0.95) < 1e-9 else f" ({f.confidence:.0%})"
+    return f"[{f.low:.3f}, {f.high:.3f}]{level}"

@@ -229,10 +229,10 @@ def study_report(store: Store, study: LoadedStudy, result: StudyResult, *, unred
     for spec in study.spec.runs:
         ref = refs[spec.id]
         if spec.type == "experiment":
-            saved = Path(store.path).parent / str(ref.experiment_result)
-            if ref.experiment_result is None or not saved.is_file():
+            saved = None if ref.experiment_result is None else Path(store.path).parent / ref.experiment_result
+            if saved is None or not saved.is_file():
                 raise ConfigError(f"study result {result.hash12}: run '{spec.id}' has no experiment result "
-                                  f"({saved}); run `refute study run {study.path}` again")
+                                  f"({saved or 'none recorded'}); run `refute study run {study.path}` again")
             experiments.append(ExperimentResult.load(saved))
             continue
         views.append(_view(store, spec.id, ref.run_id, spec.dataset, spec.harmful, spec.condition_label,

@@ -104,7 +104,9 @@ def _figures_plot(result: ExperimentResult) -> str:
     if not rows or any(r.low < -1.0 or r.high > 1.0 for r in rows):
         return ""
     lo = -1.0 if any(r.low < 0 for r in rows) else 0.0
-    return interval_plot(rows, title="Figures (95% intervals)", axis_label="value", domain=(lo, 1.0),
+    levels = {f"{f.confidence:.0%}" for f in result.figures.values()}
+    return interval_plot(rows, title=f"Figures ({', '.join(sorted(levels))} intervals)", axis_label="value",
+                         domain=(lo, 1.0),
                          zero=0.0 if lo < 0 else None, label_width=260)
 
 
@@ -112,8 +114,8 @@ def experiment_section(result: ExperimentResult, *, level: int = 2) -> str:
     """The experiment as an HTML fragment (a ``<section>``) for a page or a study report."""
     h, sub = f"h{level}", f"h{level + 1}"
     findings = "".join(f"<li>{html_text(s)}</li>" for s in result.findings)
-    figures = Table("Figures", ["figure", "value", "95% interval", "n", "interval method"],
-                    [[k, f"{f.value:.3f}", f"[{f.low:.3f}, {f.high:.3f}]", str(f.n), f.method]
+    figures = Table("Figures", ["figure", "value", "interval", "n", "interval method"],
+                    [[k, f"{f.value:.3f}", f.text().partition(" ")[2], str(f.n), f.method]
                      for k, f in result.figures.items()])
     curves = "".join(curve_svg(c) + (f'<p class="caption">{html_text(c.caption)}</p>' if c.caption else "")
                      for c in result.curves)
@@ -131,7 +133,7 @@ def experiment_section(result: ExperimentResult, *, level: int = 2) -> str:
 def _page(title: str, body: str) -> str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html_text(title)}</title>'
             f"<style>{_CSS}</style></head><body>{body}"
-            '<p class="caption">Made by refute. Intervals are 95%.</p></body></html>\n')
+            '<p class="caption">Made by refute. Intervals are 95% unless a figure says otherwise.</p></body></html>\n')
 
 
 def experiment_html(sources: ExperimentResult | str | Path | Sequence[ExperimentResult | str | Path]) -> str:

@@ -206,6 +206,8 @@ def _gate_sentences(gate: GateDecision) -> list[tuple[str, str]]:
 
 
 def _scope_sentences(scope: ScopeFacts) -> list[tuple[str, str]]:
+    if not scope.datasets:  # no eval runs (a study of experiments only: their sections say their scope)
+        return []
     out = [("not ruled out", f"Behaviour on requests unlike these {scope.n_prompts} prompts "
             f"({', '.join(scope.datasets)}) is not measured; the rates describe these prompts only.")]
     if scope.greedy_single_sample:

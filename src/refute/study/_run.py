@@ -20,6 +20,7 @@ old result stays, and `earlier_versions` finds it, so a change made after seeing
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -449,9 +450,13 @@ def _experiment_run(store: Store, study: LoadedStudy, run: RunSpec, spec: str, m
     result of the same experiment and settings in the study's folder for it is reused."""
     name = str(run.experiment)
     exp = get_experiment(name)
-    settings = parse_settings(name, {**{f: spec for f in exp.model_fields}, **run.settings},
+    given, files = study.experiment_settings(run)
+    settings = parse_settings(name, {**{f: spec for f in exp.model_fields}, **given},
                               where=f"{study.path}: runs.{run.id}.settings")
-    out_dir = results_dir(store) / "gaming" / f"{study.hash12}-{run.id}-{settings_digest(name, settings)}"
+    digest = hashlib.sha256(settings_digest(name, settings).encode())
+    for f in files:  # an edited data file is a new experiment, whatever the study's text
+        digest.update(f.read_bytes())
+    out_dir = results_dir(store) / "gaming" / f"{study.hash12}-{run.id}-{digest.hexdigest()[:12]}"
     found = out_dir / "result.json"
     kept = str(found.relative_to(Path(store.path).parent))
     if found.is_file():

@@ -64,6 +64,8 @@ Statistic = Literal["refusal", "compliance", "accuracy", "worst_transform_compli
 
 #: Statistics that need a ``robustness_gap`` run.
 GAP_STATISTICS = ("worst_transform_compliance", "largest_refusal_drop")
+#: Settings values of an experiment run that name a data file, resolved against the study file.
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".yaml", ".yml", ".txt")
 #: The dataset field of an experiment run, which takes none.
 EXPERIMENT_DATASET = "(experiment)"
 #: Statistics that need a ``layers`` run (a guard stack measured by `refute.guard.measure_stack`).
@@ -183,8 +185,9 @@ class RunSpec(_Frozen):
         if self.settings and self.type != "experiment":
             raise ValueError("settings apply to an experiment run only")
         if self.type == "experiment":
-            extra = [k for k in ("transforms", "attacks", "attack_args", "solver_args", "scorers", "system", "stack")
-                     if getattr(self, k)]
+            extra = [k for k in ("transforms", "attacks", "attack_args", "solver_args", "scorers", "system", "stack",
+                                 "limit", "per_category", "intent", "capability_dataset", "capability_limit",
+                                 "capability_per_category", "capability_max_tokens") if getattr(self, k)]
             if self.dataset != EXPERIMENT_DATASET:
                 extra.insert(0, "dataset")
             if extra:
@@ -341,6 +344,22 @@ class LoadedStudy:
         p = Path(name)
         return p if p.is_absolute() else self.base_dir / p
 
+    def experiment_settings(self, run: RunSpec) -> tuple[dict[str, Any], list[Path]]:
+        """An experiment run's settings with every data file it names (a string, or a string in a list,
+        ending in a data file's suffix) resolved against the study file; and those files."""
+        files: list[Path] = []
+
+        def resolve(value: Any) -> Any:
+            if isinstance(value, list):
+                return [resolve(v) for v in value]
+            if isinstance(value, str) and value.lower().endswith(DATA_SUFFIXES):
+                path = self.resolve_file(value)
+                files.append(path)
+                return str(path)
+            return value
+
+        return {k: resolve(v) for k, v in run.settings.items()}, files
+
     def labels_path(self) -> Path | None:
         cal = self.spec.calibration
         if cal is None:
@@ -380,6 +399,11 @@ def _check_references(study: LoadedStudy) -> list[tuple[Loc, str]]:
         if (m.figure is not None) != (m.statistic == "experiment"):
             problems.append(((*where, "figure"), "statistic experiment names a 'figure' of the experiment; other "
                              "statistics take none"))
+        if m.statistic == "experiment":
+            stray = [k for k in ("scorer", "category", "layer") if getattr(m, k) is not None]
+            stray += ["chain"] if m.chain != "none" else []
+            problems += [((*where, k), f"'{k}' does not apply to statistic experiment: the figure says what is "
+                          "measured") for k in stray]
         if (m.layer is not None) != (m.statistic in ("layer_catch", "layer_over_refusal")):
             problems.append(((*where, "layer"), "layer_catch and layer_over_refusal name a 'layer' of the "
                              "stack; other statistics take none"))
@@ -414,7 +438,9 @@ def _check_plugins(study: LoadedStudy) -> list[tuple[Loc, str]]:
         if run.stack is not None:
             check(("runs", i, "stack"), load_stack, study.resolve_file(run.stack))
         if run.type == "experiment":
-            check(("runs", i, "settings"), parse_settings, str(run.experiment), run.settings)
+            settings, files = study.experiment_settings(run)
+            problems += [(("runs", i, "settings"), f"no file {f}") for f in files if not f.is_file()]
+            check(("runs", i, "settings"), parse_settings, str(run.experiment), settings)
             continue
         check(("runs", i, "dataset"), load_dataset, study.resolve_dataset(run.dataset))
         if run.capability_dataset is not None:
