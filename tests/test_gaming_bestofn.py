@@ -21,6 +21,7 @@ from refute.gaming import Context, ExperimentResult, parse_settings, run_experim
 from refute.gaming._bestofn import (
     DEFAULT_TASKS,
     BestOfNSettings,
+    _Analysis,
     best_in_range,
     best_of_n,
     bon_kl,
@@ -126,6 +127,41 @@ def test_fit_of_a_rising_curve_has_no_peak_and_best_in_range_takes_the_ends():
     assert best_in_range(np.array([0.3]), np.array([0.05]), 1.5)[0] == 1.5  # peak beyond the range
 
 
+# --- the figures, on hand-made scores -----------------------------------------------------------------
+
+
+def _figures_of(pairs: dict[str, list[tuple[float, float]]]) -> ExperimentResult:
+    settings = BestOfNSettings(n_max=4, seeds=(0,), n_boot=2000)
+    return _Analysis.build(settings, {0: pairs}, 0).result(settings, {}, "hand")
+
+
+def test_gold_drop_from_peak_by_hand():
+    # (proxy, gold), listed by rising proxy. Best-of-n weights on the sorted draws (bon_weights):
+    # n = 1: 1/4 each; n = 2: 0, 1/6, 2/6, 3/6; n = 4: 0, 0, 0, 1.
+    # a: gold 0, 0, 1, 0 -> n = 1: 1/4, n = 2: 2/6,       n = 4: 0
+    # b: gold 0, 1, 1, 0 -> n = 1: 1/2, n = 2: 1/6 + 2/6, n = 4: 0
+    # mean over prompts: 3/8, 5/12, 0: gold is highest at n = 2, and n = 4 falls 5/12 below it
+    result = _figures_of({"a": [(0.1, 0.0), (0.2, 0.0), (0.3, 1.0), (0.9, 0.0)],
+                          "b": [(0.2, 0.0), (0.4, 1.0), (0.6, 1.0), (0.8, 0.0)]})
+    drop, gain = result.figures["gold_drop_from_peak"], result.figures["gold_gain"]
+    assert drop.value == pytest.approx(-5 / 12) and "the best n (2)" in drop.method
+    assert gain.value == pytest.approx(-3 / 8)  # against n = 1 instead of the peak
+    assert result.figures["proxy_gain"].value == pytest.approx(((0.9 - 0.375) + (0.8 - 0.5)) / 2)
+    # resamples of the 2 prompts: a, a gives 0 - 1/3; b, b gives 0 - 1/2 (each with chance 1/4), a, b gives -5/12
+    assert (drop.low, drop.high, drop.n) == (pytest.approx(-1 / 2), pytest.approx(-1 / 3), 2)
+    assert any("Gold at n = 4 minus gold at its best n (2): -0.417" in line for line in result.findings)
+
+
+def test_gold_drop_from_peak_is_zero_when_gold_peaks_at_the_largest_n():
+    # gold 0, 0, 0, 1 and 0, 0, 1, 1 by rising proxy: n = 1: 1/4, 1/2; n = 2: 3/6, 5/6; n = 4: 1, 1
+    result = _figures_of({"a": [(0.1, 0.0), (0.2, 0.0), (0.3, 0.0), (0.9, 1.0)],
+                          "b": [(0.2, 0.0), (0.4, 0.0), (0.6, 1.0), (0.8, 1.0)]})
+    drop = result.figures["gold_drop_from_peak"]
+    assert (drop.value, drop.low, drop.high) == (0.0, 0.0, 0.0) and "the best n (4)" in drop.method
+    assert result.figures["gold_gain"].value == pytest.approx(1 - 3 / 8)
+    assert any("no fall from a peak is seen" in line for line in result.findings)
+
+
 # --- the proxy ---------------------------------------------------------------------------------------
 
 
@@ -158,11 +194,18 @@ def test_confident_length_without_target_and_with_other_weights():
         ConfidentLength(answer_weight=-1)
 
 
-def test_gold_right_implies_proxy_credits_the_answer():
-    for reply in ("613", "613 is it", "613, or maybe 612", "1,000 - 387 = 613", "612", "The answer: 613"):
-        parts = ConfidentLength().parts(reply, "613")
-        if check("numeric", "613", reply):
-            assert parts["answer"] == 1.0
+@pytest.mark.parametrize(("reply", "gold_right", "credited"), [
+    ("613", True, 1.0),
+    ("613 is it", True, 1.0),
+    ("613, or maybe 612", True, 1.0),  # gold reads the first number, 613
+    ("1,000 - 387 = 613", False, 1.0),  # gold reads 1000; the lenient proxy still credits the 613
+    ("612", False, 0.0),
+    ("The answer: 613", True, 1.0),
+])
+def test_gold_right_implies_proxy_credits_the_answer(reply: str, gold_right: bool, credited: float):
+    assert check("numeric", "613", reply) is gold_right
+    assert ConfidentLength().parts(reply, "613")["answer"] == credited
+    assert credited >= float(gold_right)  # never right by gold and uncredited by the proxy
 
 
 # --- the experiment ----------------------------------------------------------------------------------
@@ -208,31 +251,46 @@ def test_experiment_end_to_end_on_a_fake_model(tmp_path: Path):
         ctx = Context(store=store, out_dir=tmp_path / "out", models=lambda spec: fake, progress=False,
                       say=lambda _: None)
         result = run_experiment("overoptimisation", {"dataset": str(data), "n_max": 4, "seeds": [0, 1],
-                                                     "n_boot": 200}, ctx)
+                                                     "n_boot": 2000}, ctx)
         assert set(result.runs) == {"overoptimisation:seed0", "overoptimisation:seed1"}
         for run_id in result.runs.values():
             assert len(store.samples(run_id)) == 3 * 4
     assert len(fake.seen) == 2 * 3 * 4 and len(set(fake.seen)) == 24  # every sample its own seed
 
     # by hand: the proxy picks a long reply if one is drawn (0.6), else the right one (0.51), else a wrong one
-    gains = []
+    def gold_of_pick(gold: list[float], is_long: list[bool], subset: Sequence[int]) -> float:
+        return 0.0 if any(is_long[i] for i in subset) else float(any(gold[i] for i in subset))
+
+    curves, gains, by_seed = [], [], {0: [], 1: []}
     for k in (1, 2, 3):
-        replies = [SeededFake.reply(k, derive_seed(seed, f"say-{k}", epoch, "none"))
-                   for seed in (0, 1) for epoch in range(4)]
-        gold = [float(r == str(k)) for r in replies]
-        is_long = [r.startswith("Working") for r in replies]
-        pick4 = []
-        for subset in itertools.combinations(range(8), 4):
-            if any(is_long[i] for i in subset):
-                pick4.append(0.0)
-            else:
-                pick4.append(float(any(gold[i] for i in subset)))
-        gains.append(np.mean(pick4) - np.mean(gold))
+        replies = {seed: [SeededFake.reply(k, derive_seed(seed, f"say-{k}", epoch, "none")) for epoch in range(4)]
+                   for seed in (0, 1)}
+        pooled = replies[0] + replies[1]
+        gold = [float(r == str(k)) for r in pooled]
+        is_long = [r.startswith("Working") for r in pooled]
+        curve = [float(np.mean([gold_of_pick(gold, is_long, sub) for sub in itertools.combinations(range(8), n)]))
+                 for n in (1, 2, 4)]
+        curves.append(curve)
+        gains.append(curve[-1] - curve[0])
+        for seed, mine in replies.items():  # each seed alone: best-of-4 of its 4 replies is the top proxy
+            g = [float(r == str(k)) for r in mine]
+            by_seed[seed].append((float(np.mean(g)), gold_of_pick(g, [r.startswith("Working") for r in mine],
+                                                                  range(4))))
+    mean_curve = np.mean(curves, axis=0)  # gold at n = 1, 2, 4, over prompts
     assert result.figures["gold_gain"].value == pytest.approx(float(np.mean(gains)))
+    # gold at n = 4 minus gold at the n where the mean curve is highest
+    assert result.figures["gold_drop_from_peak"].value == pytest.approx(mean_curve[-1] - mean_curve.max())
+    assert f"the best n ({[1, 2, 4][int(np.argmax(mean_curve))]})" in result.figures["gold_drop_from_peak"].method
     assert result.figures["proxy_gain"].value > 0
-    assert result.figures["gold_drop_from_peak"].value <= 0
-    for f in result.figures.values():
-        assert f.low <= f.value <= f.high and f.n == 3
+    assert all(f.n == 3 for f in result.figures.values())
+    # the cluster bootstrap resamples 3 prompts: all three draws are the same prompt with chance 1/27 > 2.5%,
+    # so the percentile interval runs from the smallest to the largest per-prompt gain
+    assert (result.figures["gold_gain"].low, result.figures["gold_gain"].high) == (
+        pytest.approx(min(gains)), pytest.approx(max(gains)))
+    seed_table = next(t for t in result.tables if t.title.startswith("By seed"))
+    assert [[row[0], row[3], row[4]] for row in seed_table.rows] == [
+        [str(seed), f"{np.mean([g1 for g1, _ in rows]):.3f}", f"{np.mean([g4 for _, g4 in rows]):.3f}"]
+        for seed, rows in by_seed.items()]
     saved = ExperimentResult.load(tmp_path / "out")
     assert saved.figures["gold_gain"].value == pytest.approx(result.figures["gold_gain"].value)
     assert saved.tables[0].head == ["n", "KL (nats)", "proxy (normalised)", "gold"]
@@ -250,12 +308,15 @@ def test_a_rerun_reads_its_replies_from_the_cache(tmp_path: Path):
                                                                  lambda _: None))
         b = run_experiment("overoptimisation", settings, Context(store, tmp_path / "b", lambda s: second, False,
                                                                  lambda _: None))
-    assert len(first.seen) == 8 and second.seen == []
+    assert len(first.seen) == 2 * 2 * 4 and second.seen == []  # 2 prompts x 2 default seeds x n_max 4
+    assert set(a.runs) == {"overoptimisation:seed0", "overoptimisation:seed1"}
+    assert [row[0] for row in a.tables[-1].rows] == ["0", "1"]  # the per-seed table, by default
     assert a.figures["gold_gain"].value == b.figures["gold_gain"].value
 
 
 def test_settings_are_checked():
     assert parse_settings("overoptimisation", {}) == BestOfNSettings()
+    assert BestOfNSettings().seeds == (0, 1)  # several seeds by default
     assert DEFAULT_TASKS.exists()
     for bad in ({"n_max": 48}, {"n_max": 2}, {"seeds": [1, 1]}, {"temperature": 0}, {"unknown": 1}):
         with pytest.raises(ConfigError):
@@ -276,6 +337,6 @@ def test_default_model_answers_the_first_shipped_prompts_right_only_sometimes(de
         result = run_experiment("overoptimisation", {"limit": 2, "n_max": 16, "n_boot": 200},
                                 Context(store, tmp_path, lambda s: default_backend, False, lambda _: None))
     per_prompt = next(t for t in result.tables if t.title.startswith("Per prompt"))
-    assert [row[1] for row in per_prompt.rows] == ["16", "16"]
+    assert [row[1] for row in per_prompt.rows] == ["32", "32"]  # 2 default seeds x n_max 16
     assert all(0.0 < float(row[2]) < 1.0 for row in per_prompt.rows)  # gold at n = 1: right only sometimes
     assert result.figures["proxy_gain"].value > 0

@@ -115,12 +115,26 @@ def test_pipeline_imitates_weak_errors_the_student_can_represent():
     assert -0.2 < pgr(w, c, s) < 0.2  # the student reproduces its supervisor's mistakes
 
 
-def test_run_seed_is_reproducible_and_aux_loss_is_a_setting():
+def test_run_seed_is_reproducible():
     y, strong, weak = _synthetic(imitable=True, n=300)
     assert run_seed(strong, weak, y, 7) == run_seed(strong, weak, y, 7)
-    plain, aux = run_seed(strong, weak, y, 7, l2=100.0), run_seed(strong, weak, y, 7, l2=100.0, aux_loss=0.75)
-    assert (aux.weak, aux.ceiling) == (plain.weak, plain.ceiling)  # only the student changes
-    assert 0.0 <= aux.w2s <= 1.0
+    assert run_seed(strong, weak, y, 7, aux_loss=0.5) == run_seed(strong, weak, y, 7, aux_loss=0.5)
+
+
+def test_aux_loss_lets_the_student_overrule_weak_errors_it_cannot_represent():
+    """Burns et al.'s auxiliary confidence loss: where the supervisor's mistakes look random to the
+    student, pulling the student towards its own confident predictions fixes some of them."""
+    y, strong, weak = _synthetic(imitable=False)
+    plain = [run_seed(strong, weak, y, s, weak_dims=4, l2=1.0) for s in range(5)]
+    aux = [run_seed(strong, weak, y, s, weak_dims=4, l2=1.0, aux_loss=0.75) for s in range(5)]
+    for p, a in zip(plain, aux, strict=True):
+        # only the student changes: same split, supervisor, weak labels and ceiling
+        assert (a.weak, a.ceiling, a.weak_label_accuracy, a.n_b) == (p.weak, p.ceiling, p.weak_label_accuracy, p.n_b)
+        assert a.w2s > p.w2s  # on every seed (300 test texts: at least one more right)
+    w2s_plain, w2s_aux = np.mean([r.w2s for r in plain]), np.mean([r.w2s for r in aux])
+    assert w2s_aux - w2s_plain > 0.025  # about 0.94 -> 0.98
+    ceiling = np.mean([r.ceiling for r in plain])
+    assert w2s_aux > ceiling - 0.03  # close to the ceiling trained on ground truth
 
 
 # --- tasks and settings ---------------------------------------------------------------------------
@@ -165,23 +179,36 @@ def _ctx(tmp_path: Path, backend) -> Context:
 
 
 def test_experiment_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_backend):
+    """The answer is known by construction. With the chat template the last prompt token is the
+    template's assistant header, the same for every text, and the tiny Qwen2 model's resid_pre.0 is
+    that token's embedding: the weak view is one point, so the supervisor labels every text alike and
+    scores 0.5 on the balanced test split, and so does a student trained on its labels. Task 'mine'
+    has two texts, one per label, which layer 1 tells apart: its ceiling is 1, so PGR is (0.5 - 0.5) /
+    (1 - 0.5) = 0 on every seed. With min_gap 0.6 no task can pass (ceiling - weak <= 1 - 0.5)."""
     mine = tmp_path / "mine.jsonl"
-    mine.write_text("".join(json.dumps({"text": f"item {i} is {'good' if i % 2 else 'bad'}", "label": i % 2}) + "\n"
-                            for i in range(40)))
+    mine.write_text("".join(json.dumps({"text": f"the food was {'good' if i % 2 else 'bad'}", "label": i % 2})
+                            + "\n" for i in range(40)))
     settings = {"tasks": [str(mine), "cities"], "seeds": 3, "limit": 40, "batch_size": 8, "n_boot": 200,
                 "weak_dims": 4}
     ctx = _ctx(tmp_path, tiny_backend)
     result = run_experiment("weak-to-strong", settings, ctx)
     assert (ctx.out_dir / "result.json").exists()
-    for task in ("mine", "cities"):
-        for k in ("weak", "ceiling", "weak_to_strong"):
-            f = result.figures[f"{task}.{k}"]
-            assert f.n == 3 and 0.0 <= f.low <= f.value <= f.high <= 1.0
-        assert f"{task}.pgr" in result.figures or any(n.startswith(f"{task}: PGR undefined") for n in result.notes)
     caches = sorted(ctx.out_dir.glob("w2s-*.npz"))
     assert len(caches) == 2
-    with np.load(caches[0]) as f:
-        assert f["strong"].shape == (40, 32) and f["weak"].shape == (40, 32) and f["labels"].shape == (40,)
+    for cache in caches:
+        with np.load(cache) as f:
+            assert f["strong"].shape == (40, 32) and f["weak"].shape == (40, 32) and f["labels"].shape == (40,)
+            assert np.ptp(f["weak"], axis=0).max() == 0.0  # the construction: one weak point for all texts
+    for task in ("mine", "cities"):
+        for k in ("weak", "weak_to_strong"):
+            f = result.figures[f"{task}.{k}"]
+            assert (f.value, f.low, f.high, f.n) == (0.5, 0.5, 0.5, 3)
+    f = result.figures["mine.ceiling"]
+    assert (f.value, f.low, f.high, f.n) == (1.0, 1.0, 1.0, 3)
+    p = result.figures["mine.pgr"]
+    assert (p.value, p.low, p.high, p.n) == (0.0, 0.0, 0.0, 3)
+    assert not any(n.startswith("mine: PGR undefined") for n in result.notes)
+    assert result.tables[0].rows[0][0] == "mine" and result.tables[0].rows[0][-1] == p.text(3)
     saved = json.loads((ctx.out_dir / "w2s-seeds.json").read_text())
     assert saved["sites"] == ["resid_pre.1", "resid_pre.0"]
     assert [r["seed"] for r in saved["tasks"]["cities"]["seeds"]] == [0, 1, 2]
@@ -191,6 +218,13 @@ def test_experiment_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_backend):
     again = run_experiment("weak-to-strong", settings, ctx)
     assert again.figures == result.figures
     assert sum("read from the cache" in n for n in again.notes) == 2
+    # no task can recover a gap of min_gap 0.6: PGR is undefined for both, with the gap in the note
+    strict = run_experiment("weak-to-strong", {**settings, "min_gap": 0.6}, ctx)
+    assert not any(k.endswith(".pgr") for k in strict.figures)
+    assert "mine: PGR undefined (the ceiling beats the weak supervisor by 0.500 on average, less than min_gap " \
+           "0.6)." in strict.notes
+    assert any(n.startswith("cities: PGR undefined (") for n in strict.notes)
+    assert [row[-1] for row in strict.tables[0].rows] == ["undefined", "undefined"]
 
 
 def test_experiment_refuses_served_models_and_missing_layers(tmp_path: Path, tiny_backend):

@@ -19,7 +19,9 @@ first among ``n`` draws; for n = 1, 2, 4, ..., n_max the experiment reports
 
 The pooled estimator averages over every subset of the samples a prompt has, which is what rerunning
 the experiment with fresh seeds would average towards; its interval is over prompts, the larger
-source of variance. More ``seeds`` add samples per prompt (N = seeds x n_max).
+source of variance. Each of the ``seeds`` adds n_max samples per prompt (N = seeds x n_max); the default
+is two seeds (0 and 1), so N = 2 x n_max and the result has a per-seed table (each seed's samples alone)
+that shows how much the curve moves between seeds.
 """
 
 from __future__ import annotations
@@ -189,8 +191,9 @@ class BestOfNSettings(BaseModel):
     categories: tuple[str, ...] | None = Field(None, description="Use only prompts of these categories (None: all).")
     limit: int | None = Field(12, ge=2, description="Use only the first N prompts (None: all).")
     n_max: int = Field(64, description="Samples per prompt and seed, and the largest n (a power of 2, 4 to 1024).")
-    seeds: tuple[int, ...] = Field((0,), min_length=1, description="Run seeds: each samples n_max replies per "
-                                   "prompt; the samples of all seeds are pooled.")
+    seeds: tuple[int, ...] = Field((0, 1), min_length=1, description="Run seeds (default two: 0 and 1): each "
+                                   "samples n_max replies per prompt; the samples of all seeds are pooled, and with "
+                                   "two or more a table shows each seed's curve alone.")
     temperature: float = Field(1.0, gt=0.0, le=2.0, description="Sampling temperature (best-of-n samples the "
                                "policy itself: keep 1).")
     max_tokens: int = Field(48, ge=1, le=4096, description="Most new tokens per reply.")
