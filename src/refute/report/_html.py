@@ -10,6 +10,7 @@ Every text is inserted through `refute.report._escape.html_text`, the report's o
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,8 +46,9 @@ def measures_plot(doc: ReportDoc) -> str:
         rows.append(Row(name, m.value, m.low, m.high, series=f"{m.better} is safer",
                         threshold=v.threshold if v else None,
                         threshold_label=f"{name}: pre-registered {v.limit}" if v else ""))
-    return interval_plot(rows, title="Every measure with its 95% interval",
-                         axis_label="rate (or change in rate)", zero=0.0)
+    top = max((r.high for r in rows), default=1.0)  # a ratio or an experiment's figure may pass 1
+    return interval_plot(rows, title="Every measure with its 95% interval", domain=(0.0, max(1.0, math.ceil(top))),
+                         axis_label="rate (or change in rate)" if top <= 1 else "value", zero=0.0)
 
 
 def gate_plot(doc: ReportDoc) -> str:
@@ -228,9 +230,13 @@ def _glance(doc: ReportDoc, tables: ReportTables) -> str:
                      f'<p><b>Why</b> (policy: {html_text(g.policy)}):</p><ul class="why">{_why(doc)}</ul></div>')
     n_samples = sum(v.n_ok for v in doc.runs)
     scorers = sorted({f"{v.summary.scorer} v{v.summary.scorer_version}" for v in doc.runs if v.summary})
-    parts.append(f'<p><b>What was measured:</b> {n_samples} replies of {html_text(", ".join(doc.models))} '
-                 f'in {len(doc.runs)} stored run{"s" if len(doc.runs) != 1 else ""}, scored by '
-                 f'{html_text(", ".join(scorers) or "no scorer")}. '
+    experiments = (f" and {len(doc.experiments)} experiment{'s' if len(doc.experiments) != 1 else ''} "
+                   f"({html_text(', '.join(e.experiment for e in doc.experiments))}, each with its own section)"
+                   if doc.experiments else "")
+    measured = (f'{n_samples} replies of {html_text(", ".join(doc.models))} in {len(doc.runs)} stored '
+                f'run{"s" if len(doc.runs) != 1 else ""}, scored by {html_text(", ".join(scorers) or "no scorer")}'
+                if doc.runs else f"the model {html_text(', '.join(doc.models) or '-')}")
+    parts.append(f'<p><b>What was measured:</b> {measured}{experiments}. '
                  'Every number below is an <b>estimate with its 95% interval</b>: the range of values '
                  'the data cannot rule out. Each measure answers its own question; there is '
                  '<b>no single safety score</b>. Verdicts and the gate read intervals at their '

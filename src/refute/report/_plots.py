@@ -8,6 +8,7 @@ palette (readable with colour-blindness); every mark has a <title> tooltip with 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,7 +44,8 @@ def _x(v: float, domain: tuple[float, float], x0: float, width: float) -> float:
 
 def _ticks(domain: tuple[float, float]) -> list[float]:
     lo, hi = domain
-    step = 0.25 if hi - lo <= 1.0 else 0.5
+    span = hi - lo
+    step = 0.25 if span <= 1.0 else 0.5 if span <= 3.0 else 1.0 if span <= 6.0 else math.ceil(span / 6)
     out, v = [], lo
     while v <= hi + 1e-9:
         out.append(round(v, 2))
