@@ -24,7 +24,7 @@ def test_public_exports_are_pinned():
 
     assert set(refute.models.__all__) == {
         "EMBEDDED", "Completion", "EmbeddedModel", "GenerateConfig", "GenerateRequest", "Message",
-        "ModelBackend", "ModelInfo", "ModelSpec", "load_model", "parse_spec", "prepare_embedded",
+        "ModelBackend", "ModelCache", "ModelInfo", "ModelSpec", "load_model", "parse_spec", "prepare_embedded",
         "AblateEdit", "Edit", "LoraEdit", "SAEEdit", "SAEFeature", "SteerEdit", "encode", "render"}
     assert set(refute.store.__all__) == {
         "SCHEMA_VERSION", "CachedReply", "CalibrationRecord", "FindingEvent", "FindingEventKind",

@@ -15,7 +15,7 @@ from refute.cli._common import StoreOption, err, friendly_errors, store_from
 from refute.errors import ConfigError
 from refute.gaming import Context, Experiment, experiment_names, get_experiment, parse_settings, run_experiment
 from refute.gaming import settings_digest as digest
-from refute.models import ModelBackend, load_model
+from refute.models import ModelCache
 from refute.report._experiments import write_experiment_report
 
 gaming_app = typer.Typer(help="Experiments where the metric and the goal come apart: specification gaming and "
@@ -42,24 +42,6 @@ def _settings_help(settings: type[BaseModel]) -> str:
         default = field.get_default(call_default_factory=True)
         lines.append(f"  {name} = {default!r}: {field.description or ''}")
     return "\n\n".join(lines)
-
-
-class _Models:
-    """Each spec loaded once, closed at the end."""
-
-    def __init__(self, dtype: str) -> None:
-        self.dtype = dtype
-        self.loaded: dict[str, ModelBackend] = {}
-
-    def __call__(self, spec: str) -> ModelBackend:
-        if spec not in self.loaded:
-            err.print(f"loading model '{spec}'", highlight=False)
-            self.loaded[spec] = load_model(spec, dtype=self.dtype)
-        return self.loaded[spec]
-
-    def close(self) -> None:
-        for backend in self.loaded.values():
-            backend.close()
 
 
 def _command(exp: Experiment) -> Any:
@@ -96,10 +78,10 @@ def _command(exp: Experiment) -> Any:
         out_dir = out if out is not None else (store_path(store).parent / _RESULTS
                                                / f"{exp.name}-{digest(exp.name, settings)}")
         err.print(f"refute gaming {exp.name}: results in {out_dir}", highlight=False)
-        models = _Models(dtype)
+        models = ModelCache(say=lambda s: err.print(s, highlight=False), dtype=dtype)
         try:
             with store_from(store) as st:
-                ctx = Context(store=st, out_dir=out_dir, models=models, progress=progress,
+                ctx = Context(store=st, out_dir=out_dir, models=models.get, progress=progress,
                               say=lambda s: err.print(s, highlight=False, soft_wrap=True))
                 result = run_experiment(exp.name, settings, ctx)
         finally:

@@ -32,7 +32,7 @@ from refute._seeds import derive_seed
 from refute.errors import ConfigError
 from refute.gaming._experiments import Context, experiment
 from refute.gaming._result import Curve, ExperimentResult, Figure, Series, Table
-from refute.stats._common import t_ppf
+from refute.stats._common import t_half_width
 
 if TYPE_CHECKING:
     from refute.gaming._gridworld_envs import GridworldEnv
@@ -167,7 +167,7 @@ def _interval(values: Sequence[float] | np.ndarray, confidence: float) -> tuple[
     mean = float(x.mean())
     if len(x) < 2:
         return mean, mean, mean
-    half = t_ppf(0.5 + confidence / 2, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    half = t_half_width(x, confidence)
     return mean, min(mean, mean - half), max(mean, mean + half)
 
 

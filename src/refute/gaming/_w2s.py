@@ -56,7 +56,7 @@ from refute.gaming._result import ExperimentResult, Figure, Table
 from refute.interp import capture, find_layers, render_prompts
 from refute.stats import logistic_regression
 from refute.stats._bootstrap import bootstrap_means
-from refute.stats._common import t_ppf
+from refute.stats._common import t_half_width
 
 __all__ = ["TASKS", "BinaryTask", "PGRSummary", "SeedResult", "W2SSettings", "load_task", "mean_figure", "pgr",
            "pgr_summary", "run_seed", "run_weak_to_strong", "split_abc"]
@@ -181,7 +181,7 @@ def mean_figure(values: Sequence[float], confidence: float = 0.95, *, bounds: tu
     n = x.size
     if n < 2:
         raise ConfigError(f"an interval over seeds needs at least 2 seeds, got {n}")
-    half = t_ppf(0.5 + confidence / 2, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
+    half = t_half_width(x, confidence)
     m = float(x.mean())
     return Figure(m, max(bounds[0], m - half), min(bounds[1], m + half), n, f"{what} over {n} seeds", confidence)
 

@@ -10,7 +10,6 @@ light file; labels come from user YAML and are escaped.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -19,6 +18,7 @@ from typing import Any
 from refute.errors import ConfigError
 from refute.interp._svg import _svg, _text
 from refute.stats import pareto_front
+from refute.stats._common import check_real
 
 _BLUE, _GREY, _VERMILLION = "#0072B2", "#999999", "#D55E00"  # Okabe-Ito, as the report's plots
 _KEYS = frozenset({"miss", "over_refusal", "miss_low", "miss_high", "over_low", "over_high", "label"})
@@ -147,14 +147,13 @@ def _points(points: Sequence[Mapping[str, Any] | Sequence[float]], labels: Seque
 
 
 def _rate(i: int, key: str, value: Any) -> float:
-    if isinstance(value, (bool, str, bytes)):
-        raise ConfigError(f"point {i}: {key} must be a rate in [0, 1], got {value!r}")
+    problem = ConfigError(f"point {i}: {key} must be a rate in [0, 1], got {value!r}")
     try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"point {i}: {key} must be a rate in [0, 1], got {value!r}") from None
-    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-        raise ConfigError(f"point {i}: {key} must be a rate in [0, 1], got {value!r}")
+        v = check_real(key, value)
+    except ConfigError:
+        raise problem from None
+    if not 0.0 <= v <= 1.0:
+        raise problem
     return v
 
 

@@ -9,6 +9,7 @@ from refute.models._base import (
     ModelBackend,
     ModelInfo,
 )
+from refute.models._cache import ModelCache
 from refute.models._edits import (
     AblateEdit,
     Edit,
@@ -30,6 +31,7 @@ __all__ = [
     "GenerateConfig",
     "GenerateRequest",
     "LoraEdit",
+    "ModelCache",
     "Message",
     "ModelBackend",
     "ModelInfo",

@@ -86,6 +86,12 @@ def t_ppf(q: float, df: float) -> float:
     return float(stdtrit(df, q))
 
 
+def t_half_width(x: Any, confidence: float) -> float:
+    """Half the width of the t-interval of the mean of ``x`` (at least 2 values)."""
+    n = len(x)
+    return t_ppf(0.5 + confidence / 2, n - 1) * float(np.std(x, ddof=1)) / math.sqrt(n)
+
+
 def t_sf(x: float, df: float) -> float:
     from scipy.special import stdtr
 

@@ -37,7 +37,7 @@ from refute.engine import PluginSpec, TaskConfig, get_solver, helper_roles, need
 from refute.errors import ConfigError
 from refute.gaming import Context, ExperimentResult, get_experiment, parse_settings, run_experiment, settings_digest
 from refute.guard import load_stack, measure_stack
-from refute.models import EMBEDDED, GenerateConfig, ModelBackend, load_model, parse_spec, prepare_embedded
+from refute.models import EMBEDDED, GenerateConfig, ModelBackend, ModelCache, parse_spec
 from refute.redteam._attacks import attack_tasks, run_attacks
 from refute.redteam._campaign import (
     DEFAULT_CAPABILITY_DATASET,
@@ -189,30 +189,6 @@ class PolicyGate(Protocol):
 # --- running -------------------------------------------------------------------------------------
 
 
-class _Models:
-    """Backends loaded on first use, one per spec, closed at the end."""
-
-    def __init__(self, given: ModelBackend | None, on_event: Callable[[str], None]) -> None:
-        self._given, self._say = given, on_event
-        self._loaded: dict[str, ModelBackend] = {}
-
-    def get(self, spec: str) -> ModelBackend:
-        if self._given is not None:
-            return self._given
-        if spec not in self._loaded:
-            parsed = parse_spec(spec)
-            if parsed.kind == "embedded":
-                self._say(f"preparing the embedded model '{parsed.target}' (first time: about a minute)")
-                prepare_embedded(parsed.target)
-            self._say(f"loading model '{spec}'")
-            self._loaded[spec] = load_model(spec)
-        return self._loaded[spec]
-
-    def close(self) -> None:
-        for backend in self._loaded.values():
-            backend.close()
-
-
 def _balanced(store: Store, dataset: str, per_category: int) -> str:
     """A JSONL file of the first ``per_category`` records of every category (written once)."""
     full = load_dataset(dataset)
@@ -264,7 +240,7 @@ def _tasks(store: Store, study: LoadedStudy, run: RunSpec) -> list[tuple[str, st
     return [("", "redteam", main)] + ([(":capability", "capability", cap)] if cap is not None else [])
 
 
-def _helpers(run: RunSpec, spec: str, task: TaskConfig, models: _Models, *,
+def _helpers(run: RunSpec, spec: str, task: TaskConfig, models: ModelCache, *,
              attacks: bool = False) -> dict[str, ModelBackend]:
     """The helper models this run's solver, rewrites and attacks ask, loaded once per spec."""
     attacker = run.attacker or spec
@@ -341,7 +317,7 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
                               "gate=refute.gate.study_gate to run_study so its decision is made "
                               "(`refute study run` does)")
         gate.check(study)
-    models = _Models(model, say)
+    models = ModelCache(model, say)
     refs: dict[str, RunRef] = {}
     try:
         for run in study.spec.runs:
@@ -419,7 +395,7 @@ def run_study(study: LoadedStudy, store: Store, *, model: ModelBackend | None = 
     return result
 
 
-def _layers_run(store: Store, study: LoadedStudy, run: RunSpec, spec: str, models: _Models, *, progress: bool,
+def _layers_run(store: Store, study: LoadedStudy, run: RunSpec, spec: str, models: ModelCache, *, progress: bool,
                 say: Callable[[str], None]) -> RunRef:
     """A guard stack measured as a whole (`refute.guard.measure_stack`); the run's dataset and limit
     replace the stack's harmful requests. A measurement of the same study text, stack file and model
@@ -444,7 +420,7 @@ def _layers_run(store: Store, study: LoadedStudy, run: RunSpec, spec: str, model
     return RunRef(next(iter(result.runs.values())), stack_result=kept)
 
 
-def _experiment_run(store: Store, study: LoadedStudy, run: RunSpec, spec: str, models: _Models, *, progress: bool,
+def _experiment_run(store: Store, study: LoadedStudy, run: RunSpec, spec: str, models: ModelCache, *, progress: bool,
                     say: Callable[[str], None]) -> RunRef:
     """A `refute.gaming` experiment; the run's model fills the model settings the run does not set. A
     result of the same experiment and settings in the study's folder for it is reused."""
