@@ -44,8 +44,12 @@ def build_tokenizer(chat_template: bool = True):
     return fast
 
 
-def build_tiny_model(directory: Path, seed: int = 0, arch: str = "qwen2", chat_template: bool = True) -> Path:
+def build_tiny_model(directory: Path, seed: int = 0, arch: str = "qwen2", chat_template: bool = True,
+                     init_std: float = 0.02) -> Path:
     """Save a 2-layer random model of the given family and its tokenizer into ``directory``.
+
+    ``init_std`` is the weights' initial spread: the default 0.02 gives nearly flat logits (greedy
+    decoding repeats one token); about 1 makes every token depend on position and context.
 
     ``chat_template=False`` builds a base model: no chat template, a BOS token first in every
     encoded prompt (see `build_tokenizer`).
@@ -58,7 +62,7 @@ def build_tiny_model(directory: Path, seed: int = 0, arch: str = "qwen2", chat_t
     if arch == "qwen2":
         config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                             max_position_embeddings=512, tie_word_embeddings=True,
+                             max_position_embeddings=512, tie_word_embeddings=True, initializer_range=init_std,
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     else:
         config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=512,

@@ -1,8 +1,11 @@
-"""Hugging Face transformers backend: batched, left-padded, chat-templated generation.
+"""Hugging Face transformers backend: chat-templated generation, continuously batched.
 
-Sampling is reproducible per request and independent of batch composition: each row draws its
-own Gumbel noise from a generator seeded with the request's seed (the Gumbel-max trick,
-argmax(logits / T + G) ~ softmax(logits / T)), and decoding then picks the arg-max.
+Models with a plain KV cache (most decoder-only LMs) decode through `ContinuousBatcher`: a
+finished reply's slot is refilled at once, epochs of one prompt are prefilled once, and a prefix
+every prompt shares is prefilled once. Others (sliding-window or recurrent layers) use
+``generate`` on left-padded batches of similar length. Either way sampling is reproducible per
+request and independent of batch composition: each row draws from a generator seeded with the
+request's seed (`refute.models._batching.sample_next`).
 """
 
 from __future__ import annotations
@@ -15,12 +18,19 @@ from typing import TYPE_CHECKING, Any, cast
 
 from refute.errors import ConfigError, ModelError, ModelNotInstalledError
 from refute.models._base import Completion, GenerateConfig, GenerateRequest, Message, ModelInfo, cut_at_stop
+from refute.models._batching import ContinuousBatcher, sample_next, supports_continuous_batching
 from refute.models._encode import encode_texts, has_chat_template, render
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["HFBackend", "cpu_supports_bf16", "render_prompt"]
+
+#: how sampled tokens are drawn (recorded with the model, so cached replies of another sampler
+#: are not reused): one seeded uniform per token, inverting the CDF (see `sample_next`).
+SAMPLER = "inverse-cdf-1"
+#: requests the engine hands over per slot when the batch refills itself
+_QUEUE_PER_SLOT = 8
 
 
 def cpu_supports_bf16() -> bool:
@@ -52,28 +62,20 @@ def render_prompt(tokenizer: Any, messages: Sequence[Message]) -> str:
 
 
 class _SeededSampler:
-    """A logits processor that turns greedy decoding into per-row seeded sampling."""
+    """A logits processor that makes greedy ``generate`` pick `sample_next`'s seeded draw per row."""
 
-    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float) -> None:
+    def __init__(self, requests: Sequence[GenerateRequest]) -> None:
         import torch
 
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        self.temperature, self.top_p = temperature, top_p
+        self.configs = [r.config for r in requests]
+        self.generators = [torch.Generator().manual_seed(int(r.seed)) for r in requests]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         import torch
 
-        logits = scores.float() / self.temperature  # (B, V)
-        if self.top_p < 1.0:
-            sorted_logits, order = logits.sort(dim=-1, descending=True)
-            cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-            drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= self.top_p  # keep the first token
-            drop = drop_sorted.scatter(-1, order, drop_sorted)
-            logits = logits.masked_fill(drop, float("-inf"))
-        vocab = logits.shape[-1]
-        uniform = torch.stack([torch.rand(vocab, generator=g) for g in self.generators])  # (B, V)
-        gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1.0 - 1e-7)))
-        return logits + gumbel.to(logits.device)
+        picks = torch.tensor(sample_next(scores, self.configs, self.generators), device=scores.device)
+        chosen = torch.full_like(scores, float("-inf"))
+        return chosen.scatter(-1, picks[:, None], 0.0)
 
 
 class HFBackend:
@@ -87,6 +89,7 @@ class HFBackend:
         dtype: str = "auto",
         device: str = "cpu",
         batch_size: int = 32,
+        continuous: bool = True,
         revision: str | None = None,
         recorded_revision: str | None = None,
         model: Any = None,
@@ -122,7 +125,10 @@ class HFBackend:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.preferred_batch_size = batch_size
+        #: rows decoded together; the engine hands over a longer queue when the batch refills itself
+        self.batch_size = max(1, int(batch_size))
+        self.continuous = continuous and supports_continuous_batching(self.model)
+        self.preferred_batch_size = self.batch_size * (_QUEUE_PER_SLOT if self.continuous else 1)
         eos = self.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in eos_ids:
@@ -141,6 +147,7 @@ class HFBackend:
                 "device": device,
                 "parameters": str(sum(p.numel() for p in self.model.parameters())),
                 "chat_template": str(has_chat_template(self.tokenizer)),
+                "sampler": SAMPLER,
             },
         )
         self._torch = torch
@@ -148,15 +155,36 @@ class HFBackend:
     # -- generation ---------------------------------------------------------------------------
 
     def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[tuple[int, Completion]]:
-        """Generate in batches of similar length; yields each batch's results as it finishes."""
+        """Generate every request; yields each result as soon as it is done."""
         # the one tokenisation (refute.models.encode): what capture, probes and GCG see too
         ids = encode_texts(self.tokenizer, [render(self.tokenizer, r.messages) for r in requests])
+        if self.continuous:
+            yield from self._generate_continuous(ids, requests)
+        else:
+            yield from self._generate_batches(ids, requests)
+
+    def _generate_continuous(self, ids: list[list[int]], requests: Sequence[GenerateRequest]
+                             ) -> Iterator[tuple[int, Completion]]:
+        batcher = ContinuousBatcher(self.model, self.tokenizer, self.eos_ids, slots=self.batch_size,
+                                    device=self.device)
+        done: set[int] = set()
+        try:
+            for index, completion in batcher.run(ids, requests):
+                done.add(index)
+                yield index, completion
+        except Exception as exc:  # noqa: BLE001 - the requests not yet answered are recorded as failed
+            failed = Completion(text="", error=f"{type(exc).__name__}: {exc}")
+            yield from ((i, failed) for i in range(len(requests)) if i not in done)
+
+    def _generate_batches(self, ids: list[list[int]], requests: Sequence[GenerateRequest]
+                          ) -> Iterator[tuple[int, Completion]]:
+        """Whole-batch ``generate`` in batches of similar length; yields each batch as it finishes."""
         # Group by settings, then sort by length so a batch wastes little on padding.
         order = sorted(range(len(requests)), key=lambda i: (_config_key(requests[i].config), len(ids[i])))
         for _, same_config in groupby(order, key=lambda i: _config_key(requests[i].config)):
             indices = list(same_config)
-            for start in range(0, len(indices), self.preferred_batch_size):
-                batch = indices[start : start + self.preferred_batch_size]
+            for start in range(0, len(indices), self.batch_size):
+                batch = indices[start : start + self.batch_size]
                 try:
                     results = self._generate_batch([ids[i] for i in batch], [requests[i] for i in batch])
                 except Exception as exc:  # noqa: BLE001 - one bad batch is recorded, not raised
@@ -179,7 +207,7 @@ class HFBackend:
         )
         processors = LogitsProcessorList()
         if config.temperature > 0:
-            processors.append(_SeededSampler([r.seed for r in requests], config.temperature, config.top_p))
+            processors.append(_SeededSampler(requests))
         start = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(**enc, generation_config=gen_config, logits_processor=processors,
