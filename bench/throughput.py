@@ -5,15 +5,17 @@ has native bf16, as here; recorded) for every tool:
 
 - ``greedy``: 64 prompts (the built-in ``harmful`` set), 1 sample each, greedy, 32 new tokens.
 - ``epochs``: the same 64 prompts x 5 epochs, temperature 0.7 (top-p 1, no top-k), 96 new tokens.
-- ``mixed``: 32 ``harmful`` and 32 ``benign-lookalike`` prompts interleaved, greedy, 160 new
+- ``mixed``: 64 ``harmful`` and 64 ``benign-lookalike`` prompts interleaved, greedy, 160 new
   tokens. The default model refuses about a third of these in 11-13 tokens and answers the rest at
   length, so short refusals and long answers share every batch.
 
 refute runs through its engine (`refute.engine.run_task`: planning, generation, scoring, one
 SQLite commit per sample). The bare loop is what a user writes with transformers alone: batches
 in dataset order (prompt-major for epochs), left-padded, ``model.generate`` (``do_sample`` with the
-same temperature and ``top_k=0`` for the epochs workload), at batch 32 (refute's own batch) and 64;
-the ratio uses whichever bare batch size was faster. Every tool is warmed up, then the tools run
+same temperature and ``top_k=0`` for the epochs workload), at batch 32 (refute's default) and 64.
+``refute_vs_bare`` compares refute at batch 32 with the faster bare batch size;
+``same_batch`` compares each batch size with itself (refute at 64 too with ``--refute-batches 32,64``)
+and ``best_vs_best`` the fastest of each. Every tool is warmed up, then the tools run
 in rotated order ``--repeats`` times; each one's best run is kept and every run is in the JSON.
 Greedy texts of refute and the bare loop (batch 32) are compared prompt by prompt: bf16 matrix
 products round differently at different batch shapes, so a few may differ after some tokens.
@@ -39,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write_result
+from _common import git_commit, write_result
 
 BATCH = 32
 BARE_BATCHES = (32, 64)
@@ -63,7 +65,7 @@ def workloads() -> dict[str, Workload]:
 
     harmful = [r.prompt for r in load_dataset("harmful").records]
     lookalike = [r.prompt for r in load_dataset("benign-lookalike").records]
-    mixed = [p for pair in zip(harmful[:32], lookalike[:32], strict=True) for p in pair]
+    mixed = [p for pair in zip(harmful[:64], lookalike[:64], strict=True) for p in pair]
     return {w.name: w for w in (
         Workload("greedy", tuple(harmful[:64]), 1, 32, 0.0),
         Workload("epochs", tuple(harmful[:64]), 5, 96, 0.7),
@@ -155,7 +157,7 @@ def inspect_eval(venv: Path, directory: Path, w: Workload, dtype: str) -> dict:
                 "command": " ".join(cmd[1:]), "version": log.get("eval", {}).get("packages", {})}
 
 
-def run_workload(w: Workload, repeats: int, backend, model, tok, tmp: Path) -> dict:
+def run_workload(w: Workload, repeats: int, backends: dict, model, tok, tmp: Path) -> dict:
     prompts_file = tmp / f"{w.name}.jsonl"
     prompts_file.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p}) + "\n"
                                     for i, p in enumerate(w.prompts)))
@@ -163,9 +165,11 @@ def run_workload(w: Workload, repeats: int, backend, model, tok, tmp: Path) -> d
     warm_file = tmp / "warm.jsonl"
     warm_file.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p}) + "\n"
                                  for i, p in enumerate(warm.prompts)))
-    tools = {"refute": lambda: refute_engine(w, backend, prompts_file),
-             **{f"bare_batch{b}": (lambda b=b: bare_loop(w, b, model, tok)) for b in BARE_BATCHES}}
-    refute_engine(warm, backend, warm_file)
+    tools = {("refute" if b == BATCH else f"refute_batch{b}"): (lambda b=b: refute_engine(w, backends[b], prompts_file))
+             for b in backends}
+    tools.update({f"bare_batch{b}": (lambda b=b: bare_loop(w, b, model, tok)) for b in BARE_BATCHES})
+    for backend in backends.values():
+        refute_engine(warm, backend, warm_file)
     bare_loop(warm, BATCH, model, tok)
     runs: dict[str, list[dict]] = {name: [] for name in tools}
     replies: dict[str, list[str]] = {}
@@ -181,6 +185,7 @@ def run_workload(w: Workload, repeats: int, backend, model, tok, tmp: Path) -> d
     out = {"settings": asdict(w) | {"prompts": len(w.prompts), "samples": w.samples},
            "best": best, "all_runs": runs, "fastest_bare": bare_name,
            "refute_vs_bare": round(best["refute"]["samples_per_s"] / best[bare_name]["samples_per_s"], 3)}
+    out.update(ratios(best))
     if w.temperature == 0:
         same = sum(a == b for a, b in zip(replies["refute"], replies[f"bare_batch{BATCH}"], strict=True))
         out["greedy_identical_to_bare"] = {"identical": same, "of": w.samples}
@@ -190,12 +195,27 @@ def run_workload(w: Workload, repeats: int, backend, model, tok, tmp: Path) -> d
     return out
 
 
+def ratios(best: dict[str, dict]) -> dict:
+    """refute against the bare loop at each batch size both ran, and the fastest of each."""
+    speed = {name: f["samples_per_s"] for name, f in best.items()}
+    refute = {BATCH if n == "refute" else int(n.removeprefix("refute_batch")): n
+              for n in speed if n.startswith("refute")}
+    same = {str(b): round(speed[n] / speed[f"bare_batch{b}"], 3)
+            for b, n in refute.items() if f"bare_batch{b}" in speed}
+    fastest = {kind: max((n for n in speed if n.startswith(kind)), key=speed.__getitem__)
+               for kind in ("refute", "bare")}
+    return {"same_batch": same, "best_vs_best": {**fastest, "ratio": round(
+        speed[fastest["refute"]] / speed[fastest["bare"]], 3)}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inspect-venv", type=Path, help="virtualenv with inspect-ai installed")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--repeats", type=int, default=3, help="rotated repeats; best kept")
-    parser.add_argument("--workloads", default="greedy,epochs,mixed")
+    parser.add_argument("--workloads", default="greedy,epochs,mixed",
+                        help="run these; others already in --out are kept")
+    parser.add_argument("--refute-batches", default=str(BATCH), help="refute batch sizes, comma-separated")
     args = parser.parse_args()
 
     import torch
@@ -205,7 +225,9 @@ def main() -> None:
     from refute.models import load_model, prepare_embedded
 
     directory = prepare_embedded("default")
-    backend = load_model("default", batch_size=BATCH)
+    batches = [int(b) for b in args.refute_batches.split(",")]
+    backends = {b: load_model("default", batch_size=b) for b in sorted({BATCH, *batches})}
+    backend = backends[BATCH]
     dtype = backend.info.details["dtype"]
     tok = AutoTokenizer.from_pretrained(directory)
     tok.padding_side = "left"
@@ -213,21 +235,30 @@ def main() -> None:
     figures: dict = {"model": "default", "dtype": dtype, "refute_batch": BATCH, "bare_batches": list(BARE_BATCHES),
                      "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
                      "refute_sampler": backend.info.details.get("sampler"), "workloads": {}}
+    out = args.out or Path(__file__).parent / "results" / "throughput.json"
+    if out.exists():  # workloads not rerun keep their figures, each with the commit that made them
+        before = json.loads(out.read_text())
+        for name, result in before.get("workloads", {}).items():
+            result.setdefault("commit", before.get("commit"))
+            result.setdefault("when", before.get("when"))
+            result.update(ratios(result["best"]))
+            figures["workloads"][name] = result
     chosen = workloads()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.workloads.split(","):
             w = chosen[name]
-            figures["workloads"][name] = run_workload(w, args.repeats, backend, model, tok, Path(tmp))
+            figures["workloads"][name] = run_workload(w, args.repeats, backends, model, tok, Path(tmp))
+            figures["workloads"][name].update(commit=git_commit(), when=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             if args.inspect_venv:
                 result = inspect_eval(args.inspect_venv, directory, w, dtype)
                 figures["workloads"][name]["inspect"] = result
                 if "samples_per_s" in result:
                     figures["workloads"][name]["refute_vs_inspect"] = round(
                         figures["workloads"][name]["best"]["refute"]["samples_per_s"] / result["samples_per_s"], 3)
-            write_result("throughput", figures, args.out)  # what is done so far survives a crash
-    path = write_result("throughput", figures, args.out)
-    print(json.dumps({n: {k: v for k, v in f.items() if k in ("refute_vs_bare", "refute_vs_inspect",
-                                                            "greedy_identical_to_bare")}
+            write_result("throughput", figures, out)  # what is done so far survives a crash
+    path = write_result("throughput", figures, out)
+    print(json.dumps({n: {k: v for k, v in f.items() if k in ("refute_vs_bare", "same_batch", "best_vs_best",
+                                                            "refute_vs_inspect", "greedy_identical_to_bare")}
                       for n, f in figures["workloads"].items()}, indent=2))
     print(f"wrote {path}")
 
