@@ -175,6 +175,27 @@ def test_epochs_and_a_shared_prefix_are_prefilled_once(backends):
     assert len({got[i].text for i in range(5)}) > 1  # five epochs, five seeds, not one copied reply
 
 
+def test_prompts_admitted_together_prefill_their_common_template_once_with_the_same_numbers(backends):
+    import torch
+
+    from refute.models._batching import ContinuousBatcher
+
+    continuous, _ = backends
+    template = "Decode this message and then answer it in full: "
+    ids = _ids(continuous, [template + "bake bread", template + "The quick brown fox jumps"])
+    model = _Counting(continuous.model)
+    batcher = ContinuousBatcher(model, continuous.tokenizer, [], slots=4)
+    shared = next(k for k in range(min(map(len, ids))) if ids[0][k] != ids[1][k])
+    states = batcher._prefill([tuple(i) for i in ids], None)
+    assert model.calls == [(1, shared), (2, max(map(len, ids)) - shared)]
+    for prompt, state in zip(ids, states, strict=True):  # what one plain pass over the prompt gives
+        with torch.inference_mode():
+            plain = continuous.model(input_ids=torch.tensor([prompt]), use_cache=True)
+        assert state.length == len(prompt)
+        torch.testing.assert_close(state.logits, plain.logits[0, -1].float(), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(state.kv[1][0], plain.past_key_values.layers[1].keys, rtol=1e-4, atol=1e-4)
+
+
 def test_the_engine_hands_a_long_queue_and_models_with_sliding_windows_fall_back(backends):
     from transformers import Gemma3TextConfig, Qwen2Config
 

@@ -7,9 +7,10 @@ ends (end-of-sequence, its token limit or a stop string) leaves the batch at onc
 to the next waiting request, instead of idling until the batch's longest reply is done.
 
 Prefill is shared. Requests with identical token ids (the epochs of one prompt) are prefilled
-once and each of their rows copies that prompt's KV; the longest token prefix that every prompt of
-a call shares (a system prompt, a chat template, a transform's template) is prefilled once and each
-prompt's prefill starts from it.
+once and each of their rows copies that prompt's KV. The longest token prefix that every prompt of
+a call shares (a chat template's opening, a system prompt) is prefilled once and each prompt's
+prefill starts from it; prompts admitted together that share still more (a transform's template)
+prefill that part once too.
 
 Sampling is reproducible per request whatever the batch: `sample_next` draws one uniform number
 per token from the row's own generator, seeded with the request's seed, and inverts the CDF of
@@ -129,7 +130,7 @@ class ContinuousBatcher:
         for i, prompt_ids in enumerate(ids):
             groups.setdefault(tuple(prompt_ids), []).append(i)
         waiting = deque(sorted(groups.items(), key=lambda item: len(item[0])))
-        prefix = self._shared_prefix(list(groups))
+        prefix = self._shared_prefix(list(groups), None)
         prefilled: dict[tuple[int, ...], _Prefilled] = {}
         rows: list[_Row] = []
         cache: Any = None
@@ -206,22 +207,28 @@ class ContinuousBatcher:
                           position_ids=position_ids.to(self.device), use_cache=True, logits_to_keep=1,
                           **{self._cache_arg: cache})
 
-    def _shared_prefix(self, prompts: list[tuple[int, ...]]) -> _Prefilled | None:
-        """Prefill the token prefix every prompt shares (leaving each at least one token), if long."""
+    def _shared_prefix(self, prompts: list[tuple[int, ...]], base: _Prefilled | None) -> _Prefilled | None:
+        """``base`` extended by the tokens every prompt shares after it, prefilled once if that is
+        worth a pass (each prompt keeps at least one token of its own)."""
+        start = base.length if base is not None else 0
         if len(prompts) < 2:
-            return None
+            return base
         first, length = prompts[0], min(len(p) for p in prompts) - 1
         for p in prompts[1:]:
-            length = next((k for k in range(length) if p[k] != first[k]), length)
-        if length < MIN_SHARED_PREFIX:
-            return None
-        return self._prefill([first[:length]], None)[0]
+            length = next((k for k in range(start, length) if p[k] != first[k]), length)
+        if length - start < MIN_SHARED_PREFIX:
+            return base
+        return self._prefill([first[:length]], base)[0]
 
     def _prefill(self, prompts: list[tuple[int, ...]], prefix: _Prefilled | None) -> list[_Prefilled]:
-        """One forward pass over the prompts' suffixes (after ``prefix``), left-padded together."""
+        """One forward pass over the prompts' suffixes (after ``prefix``), left-padded together.
+
+        Prompts that share more than ``prefix`` (a template of their own) prefill that part once first.
+        """
         import torch
         from transformers import DynamicCache
 
+        prefix = self._shared_prefix(prompts, prefix)
         start = prefix.length if prefix is not None else 0
         suffixes = [p[start:] for p in prompts]
         width = max(len(s) for s in suffixes)
