@@ -197,7 +197,7 @@ def test_prompts_admitted_together_prefill_their_common_template_once_with_the_s
 
 
 def test_the_engine_hands_a_long_queue_and_models_with_sliding_windows_fall_back(backends):
-    from transformers import Gemma3TextConfig, Qwen2Config
+    from transformers import Gemma3TextConfig, MistralConfig, Qwen2Config
 
     from refute.models._batching import supports_continuous_batching
 
@@ -209,10 +209,20 @@ def test_the_engine_hands_a_long_queue_and_models_with_sliding_windows_fall_back
         def __init__(self, config):
             self.config = config
 
+        def forward(self, input_ids, position_ids=None, cache=None):
+            return None
+
+    class NoPositions(Model):
+        def forward(self, input_ids, cache=None):
+            return None
+
     tiny = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
             "num_attention_heads": 4, "num_key_value_heads": 2}
+    assert supports_continuous_batching(Model(Qwen2Config(**tiny)))
+    assert not supports_continuous_batching(NoPositions(Qwen2Config(**tiny)))
     assert not supports_continuous_batching(Model(Gemma3TextConfig(**tiny, head_dim=8)))
     assert not supports_continuous_batching(Model(Qwen2Config(**tiny, use_sliding_window=True, sliding_window=4)))
+    assert not supports_continuous_batching(Model(MistralConfig(**tiny, sliding_window=16)))
 
 
 def test_a_failure_mid_run_keeps_finished_replies_and_fails_only_the_rest(lively_dir, monkeypatch):
@@ -255,3 +265,54 @@ def test_a_run_through_the_engine_is_the_same_with_either_path(lively_dir, tmp_p
             run = run_task(task, backend, store, progress=False)
             texts.append({(s.prompt_id, s.epoch): s.completion for s in store.samples(run.id)})
     assert len(texts[0]) == 18 and texts[0] == texts[1]
+
+
+def test_seeded_draws_follow_the_softmax_and_never_leave_the_nucleus():
+    import torch
+
+    from refute.models._batching import sample_next
+
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -30.0]])
+    draws = 4000
+
+    def frequencies(**cfg):
+        config = GenerateConfig(**cfg)
+        counts = torch.zeros(6)
+        for seed in range(draws):
+            counts[sample_next(logits, [config], [torch.Generator().manual_seed(seed)])[0]] += 1
+        return counts / draws
+
+    expected = (logits[0] / 0.8).softmax(-1)
+    observed = frequencies(temperature=0.8)
+    # each frequency within 4 binomial standard errors of its probability
+    assert bool(((observed - expected).abs() <= 4 * (expected * (1 - expected) / draws).sqrt() + 1e-9).all())
+    # top-p 0.75 at T=1 keeps the tokens whose preceding mass is below 0.75: the first two only
+    nucleus = frequencies(temperature=1.0, top_p=0.75)
+    assert nucleus[2:].sum() == 0 and nucleus[:2].min() > 0.2
+    assert sample_next(logits, [GenerateConfig()], [None]) == [0]  # greedy: no generator needed
+
+
+def test_a_prompt_that_begins_another_and_the_edge_settings_decode_like_generate(backends):
+    import torch
+
+    from refute.models._batching import ContinuousBatcher
+
+    continuous, _ = backends
+    (short,) = _ids(continuous, ["bake bread"])
+    longer = short + continuous.tokenizer.encode(" and butter, then rest it", add_special_tokens=False)
+    batcher = ContinuousBatcher(continuous.model, continuous.tokenizer, continuous.eos_ids, slots=2)
+    requests = [_req("", max_tokens=7), _req("", max_tokens=7), _req("", max_tokens=1)]
+    got = dict(batcher.run([short, longer, longer], requests))
+    for i, ids in enumerate([short, longer, longer]):
+        with torch.inference_mode():
+            out = continuous.model.generate(
+                torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=requests[i].config.max_tokens, do_sample=False)
+        assert got[i].text == continuous.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+    assert got[2].output_tokens == 1 and got[2].finish_reason == "length"
+    assert dict(batcher.run([], [])) == {}
+    # a reply whose first token ends it: one token, finished by "stop"
+    first = _hf_greedy(continuous, "bread", 1)[0]
+    ends = ContinuousBatcher(continuous.model, continuous.tokenizer, [first], slots=2)
+    reply = dict(ends.run(_ids(continuous, ["bread"]), [_req("bread", max_tokens=5)]))[0]
+    assert (reply.output_tokens, reply.finish_reason) == (1, "stop")

@@ -44,10 +44,15 @@ def supports_continuous_batching(model: Any) -> bool:
     (insert, drop, re-align) would corrupt; those models use whole-batch ``generate``.
     """
     config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
-    if getattr(config, "is_encoder_decoder", False) or getattr(config, "use_sliding_window", False):
+    if getattr(config, "is_encoder_decoder", False):
         return False
+    # Qwen2 carries a sliding_window it does not use (use_sliding_window false); Mistral v0.1 and
+    # Phi-3 use theirs without that switch
+    sliding = getattr(config, "use_sliding_window", getattr(config, "sliding_window", None) is not None)
     layer_types = getattr(config, "layer_types", None) or ["full_attention"]
-    return all(t == "full_attention" for t in layer_types)
+    params = inspect.signature(model.forward).parameters
+    takes = "position_ids" in params and ("cache" in params or "past_key_values" in params)
+    return takes and not sliding and all(t == "full_attention" for t in layer_types)
 
 
 def sample_next(logits: torch.Tensor, configs: Sequence[GenerateConfig],
@@ -75,7 +80,8 @@ def sample_next(logits: torch.Tensor, configs: Sequence[GenerateConfig],
         sorted_probs = sorted_probs.masked_fill(before >= top_p[:, None], 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     cdf = probs.cumsum(dim=-1)
-    uniform = torch.stack([torch.rand((), generator=generators[i]) for i in sampled])
+    # 1 - U lies in (0, 1]: a draw of exactly 0 would pick token 0 whatever its probability
+    uniform = 1.0 - torch.stack([torch.rand((), generator=generators[i]) for i in sampled])
     picks = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None]).clamp(max=probs.shape[-1] - 1)
     for row, pick in zip(sampled, picks[:, 0].tolist(), strict=True):
         chosen[row] = pick
@@ -104,6 +110,18 @@ class _Row:
     cached: int = 0  # tokens of this row in the KV cache: its position for the next token
 
 
+@dataclass
+class _Batch:
+    """What one `ContinuousBatcher.run` carries from step to step."""
+
+    waiting: deque[tuple[tuple[int, ...], list[int]]]  # prompt ids -> requests not yet admitted
+    mask: torch.Tensor  # (rows, columns): 1 where a row has a token in the cache
+    rows: list[_Row] = field(default_factory=list)
+    cache: Any = None
+    prefix: _Prefilled | None = None
+    prefilled: dict[tuple[int, ...], _Prefilled] = field(default_factory=dict)
+
+
 class ContinuousBatcher:
     """Decode many requests through ``slots`` rows of one KV cache; see the module docstring."""
 
@@ -123,51 +141,60 @@ class ContinuousBatcher:
 
     def run(self, ids: Sequence[Sequence[int]], requests: Sequence[GenerateRequest]
             ) -> Iterator[tuple[int, Completion]]:
-        """Yield ``(index, completion)`` for every request, each as soon as its reply ends."""
+        """Yield ``(index, completion)`` for every request, each as soon as its reply ends.
+
+        Model work runs in inference mode; the caller's code between yields does not."""
         import torch
 
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, prompt_ids in enumerate(ids):
             groups.setdefault(tuple(prompt_ids), []).append(i)
-        waiting = deque(sorted(groups.items(), key=lambda item: len(item[0])))
-        prefix = self._shared_prefix(list(groups), None)
-        prefilled: dict[tuple[int, ...], _Prefilled] = {}
-        rows: list[_Row] = []
-        cache: Any = None
-        mask = torch.zeros(0, 0, dtype=torch.long)
+        batch = _Batch(waiting=deque(sorted(groups.items(), key=lambda item: len(item[0]))),
+                       mask=torch.zeros(0, 0, dtype=torch.long))
         with torch.inference_mode():
-            while waiting or rows:
-                free = self.slots - len(rows)
-                if waiting and (not rows or free >= min(self.refill_at, sum(len(g) for _, g in waiting))):
-                    admitted = self._admit(waiting, free, prefilled, prefix, requests)
-                    fresh, admitted_kv = [], []
-                    for row, state in admitted:
-                        row.tokens.append(self._first_token(state, row))
-                        row.cached = state.length
-                        if self._finished(row):
-                            yield row.index, self._completion(row)
-                        else:
-                            fresh.append(row)
-                            admitted_kv.append(state.kv)
-                    if fresh:
-                        cache, mask = self._merge(cache, mask, admitted_kv)
-                        rows.extend(fresh)
-                if not rows:
-                    continue
-                logits = self._decode(cache, mask, rows)
-                mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
-                picks = sample_next(logits, [r.config for r in rows], [r.generator for r in rows])
-                keep = []
-                for j, (row, token) in enumerate(zip(rows, picks, strict=True)):
-                    row.cached += 1
-                    row.tokens.append(token)
-                    if self._finished(row):
-                        yield row.index, self._completion(row)
-                    else:
-                        keep.append(j)
-                if len(keep) < len(rows):
-                    rows = [rows[j] for j in keep]
-                    cache, mask = _select_rows(cache, mask, keep)
+            batch.prefix = self._shared_prefix(list(groups), None)
+        while batch.waiting or batch.rows:
+            with torch.inference_mode():
+                finished = self._step(batch, requests)
+            yield from finished
+
+    def _step(self, batch: _Batch, requests: Sequence[GenerateRequest]) -> list[tuple[int, Completion]]:
+        """Admit waiting requests if enough slots are free, then decode one token for every row."""
+        import torch
+
+        finished: list[tuple[int, Completion]] = []
+        free = self.slots - len(batch.rows)
+        waiting = sum(len(indices) for _, indices in batch.waiting)
+        if waiting and (not batch.rows or free >= min(self.refill_at, waiting)):
+            fresh, fresh_kv = [], []
+            for row, state in self._admit(batch.waiting, free, batch.prefilled, batch.prefix, requests):
+                row.tokens.append(sample_next(state.logits[None, :], [row.config], [row.generator])[0])
+                row.cached = state.length
+                if self._finished(row):
+                    finished.append((row.index, self._completion(row)))
+                else:
+                    fresh.append(row)
+                    fresh_kv.append(state.kv)
+            if fresh:
+                batch.cache, batch.mask = self._merge(batch.cache, batch.mask, fresh_kv)
+                batch.rows.extend(fresh)
+        if not batch.rows:
+            return finished
+        logits = self._decode(batch.cache, batch.mask, batch.rows)
+        batch.mask = torch.cat([batch.mask, torch.ones(len(batch.rows), 1, dtype=batch.mask.dtype)], dim=1)
+        picks = sample_next(logits, [r.config for r in batch.rows], [r.generator for r in batch.rows])
+        keep = []
+        for j, (row, token) in enumerate(zip(batch.rows, picks, strict=True)):
+            row.cached += 1
+            row.tokens.append(token)
+            if self._finished(row):
+                finished.append((row.index, self._completion(row)))
+            else:
+                keep.append(j)
+        if len(keep) < len(batch.rows):
+            batch.rows = [batch.rows[j] for j in keep]
+            batch.cache, batch.mask = _select_rows(batch.cache, batch.mask, keep)
+        return finished
 
     def _admit(self, waiting: deque[tuple[tuple[int, ...], list[int]]], free: int,
                prefilled: dict[tuple[int, ...], _Prefilled], prefix: _Prefilled | None,
@@ -245,7 +272,7 @@ class ContinuousBatcher:
         mask = torch.cat([torch.ones(len(prompts), start, dtype=torch.long), suffix_mask], dim=1)
         out = self._forward(input_ids, mask, positions, cache)
         logits = out.logits[:, -1, :].float().cpu()
-        layers = _cache_layers(out.past_key_values if hasattr(out, "past_key_values") else cache)
+        layers = _cache_layers(cache)  # updated in place by the forward pass
         results = []
         for j, s in enumerate(suffixes):  # keep each row's valid columns only: prefix, then its suffix
             cols = torch.cat([torch.arange(start), torch.arange(start + width - len(s), start + width)])
@@ -262,9 +289,6 @@ class ContinuousBatcher:
         positions = torch.tensor([[r.cached] for r in rows], dtype=torch.long)
         full = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
         return cast("torch.Tensor", self._forward(input_ids, full, positions, cache).logits[:, -1, :]).float().cpu()
-
-    def _first_token(self, state: _Prefilled, row: _Row) -> int:
-        return sample_next(state.logits[None, :], [row.config], [row.generator])[0]
 
     # -- rows -------------------------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ class _SeededSampler:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         import torch
 
-        picks = torch.tensor(sample_next(scores, self.configs, self.generators), device=scores.device)
+        picks = torch.tensor(sample_next(scores.float().cpu(), self.configs, self.generators), device=scores.device)
         chosen = torch.full_like(scores, float("-inf"))
         return chosen.scatter(-1, picks[:, None], 0.0)
 
@@ -204,6 +204,9 @@ class HFBackend:
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.eos_ids,
             stop_strings=list(config.stop) or None,
+            # GenerateConfig is the whole recipe, as in the continuous path: a checkpoint's own
+            # generation defaults (a repetition penalty, banned n-grams) are not applied
+            repetition_penalty=1.0, no_repeat_ngram_size=0, min_new_tokens=0,
         )
         processors = LogitsProcessorList()
         if config.temperature > 0:
