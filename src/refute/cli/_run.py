@@ -51,10 +51,10 @@ def run(
     judge: Annotated[str | None, typer.Option(help="Model spec of the judge that attack solvers ask (pair, best_of_n with judge=model).")] = None,
     rewriter: Annotated[str | None, typer.Option(help="Model spec that rewrite transforms (paraphrase, translate) ask.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
-    base_url: Annotated[str | None, typer.Option(help="Server URL for openai:MODEL specs (with --resume: where the run goes on).")] = None,
+    base_url: Annotated[list[str] | None, typer.Option(help="Server URL for openai:MODEL specs; repeat it for several servers of one model, or give a YAML file of {url, concurrency} entries (with --resume: where the run goes on).")] = None,
     dtype: Annotated[str, typer.Option(help="Local models: auto (bf16 where the CPU supports it), float32, bfloat16.")] = "auto",
     batch_size: Annotated[int | None, typer.Option(min=1, help="Local models: prompts per batch (default 32).")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Remote models: requests in flight.")] = 8,
+    concurrency: Annotated[int, typer.Option(min=1, help="Remote models: requests in flight per server.")] = 8,
     timeout: Annotated[float | None, typer.Option(min=0.0, help="Remote models: seconds one request may take (default 60).")] = None,
     retries: Annotated[int | None, typer.Option(min=0, help="Remote models: tries after a transient failure (default 6).")] = None,
     resume: Annotated[str | None, typer.Option("--resume", help="Finish the run with this id; nothing completed is redone. --base-url, --concurrency, --timeout and --retries may change.")] = None,
@@ -74,6 +74,8 @@ def run(
 
       refute run -m openai:gpt-4o-mini --base-url http://localhost:8000/v1 -d my_prompts.jsonl
 
+      refute run -m openai:Qwen2.5-7B --base-url http://gpu1:8000/v1 --base-url http://gpu2:8000/v1 -d harmful
+
       refute run -m default -d harmful --solver scripted_escalation --solver-arg turns=3
 
       refute run -m default -d harmful --limit 3 --solver pair --attacker default --judge default
@@ -86,8 +88,9 @@ def run(
     """
     if dtype not in ("auto", "float32", "bfloat16"):
         raise ConfigError(f"--dtype '{dtype}': choose auto, float32 or bfloat16")
+    urls = (base_url[0] if len(base_url) == 1 else list(base_url)) if base_url else None
     options = {"dtype": dtype, "batch_size": batch_size, "concurrency": concurrency,
-               "base_url": base_url, "timeout_s": timeout, "max_retries": retries}
+               "base_url": urls, "timeout_s": timeout, "max_retries": retries}
     with store_from(store) as db:
         if resume:
             given = [f"--{o.replace('_', '-')}" for o in _TASK_OPTIONS if _given(ctx, o)]

@@ -12,6 +12,13 @@ refused or dropped connections, and a 200 whose body is not a chat completion. A
 is recorded on the completion at once, with the server's message. A request never raises: when
 its attempts run out, the completion carries ``error``.
 
+Several servers of one model (vLLM or SGLang replicas) form one backend: ``base_url`` takes a list
+of URLs, or of ``{url, concurrency}`` entries, or a YAML file of them (see `read_endpoints`). Each
+endpoint has its own concurrency limit; a request goes to the endpoint with the fewest requests in
+progress. An endpoint whose attempts fail ``drain_after`` times in a row (transient failures only)
+is drained (when there are others): it gets no requests for ``drain_s`` seconds (doubling while it keeps failing, up to
+``backoff_max_s``), then it is tried again. A retry prefers another endpoint than the one that failed.
+
 The API key is read from the environment variable ``api_key_env`` each time ``generate`` is
 called, sent as a Bearer header, and never kept on the backend, in its ``info``, or in any error
 or log text. If the variable is unset, no ``Authorization`` header is sent (local servers).
@@ -20,6 +27,7 @@ or log text. If the variable is unset, no ``Authorization`` header is sent (loca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
@@ -32,6 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,7 +48,7 @@ import httpx
 from refute.errors import BackendRequestError, ConfigError, ModelError
 from refute.models._base import Completion, GenerateRequest, Message, ModelInfo, cut_at_stop
 
-__all__ = ["OpenAIBackend"]
+__all__ = ["Endpoint", "OpenAIBackend", "read_endpoints"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +67,135 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """One server: its OpenAI-compatible base URL and how many requests it may have in progress."""
+
+    url: str
+    concurrency: int
+
+
+def read_endpoints(value: str | Path | Sequence[str | dict[str, Any] | Endpoint], concurrency: int,
+                   api_key_env: str = "OPENAI_API_KEY") -> list[Endpoint]:
+    """Endpoints from a URL, a list of URLs or ``{url, concurrency}`` mappings, or a YAML file.
+
+    The file holds such a list, or a mapping with an ``endpoints:`` list::
+
+        endpoints:
+          - http://10.0.0.5:8000/v1
+          - {url: http://10.0.0.6:8000/v1, concurrency: 16}
+
+    ``concurrency`` is the limit of an entry that sets none. Errors name the file, the entry and
+    the field.
+    """
+    where = "base_url"
+    items: Any = value
+    if isinstance(value, (str, Path)) and str(value).endswith((".yaml", ".yml")):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"endpoints file {path} does not exist; give base URLs or a YAML list of them")
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        items = loaded.get("endpoints") if isinstance(loaded, dict) else loaded
+        where = str(path)
+    if isinstance(items, (str, Endpoint)):
+        items = [items]
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ConfigError(f"{where}: expected a base URL or a list of endpoints "
+                          "(URLs or {url: ..., concurrency: N} entries)")
+    out: list[Endpoint] = []
+    for i, item in enumerate(items, 1):
+        if isinstance(item, Endpoint):
+            out.append(item)
+            continue
+        if isinstance(item, dict):
+            unknown = sorted(set(item) - {"url", "concurrency"})
+            if unknown or "url" not in item:
+                raise ConfigError(f"{where}: endpoint {i}: " + (
+                    f"unknown field(s) {unknown}; use url and concurrency" if unknown else "needs a url"))
+            url, limit = item["url"], item.get("concurrency", concurrency)
+        else:
+            url, limit = item, concurrency
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(f"{where}: endpoint {i}: url must be text such as http://host:8000/v1, got {url!r}")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ConfigError(f"{where}: endpoint {i}: concurrency must be an integer >= 1, got {limit!r}")
+        url = url.strip().rstrip("/")
+        _check_base_url(url, api_key_env)
+        out.append(Endpoint(url, limit))
+    seen = [e.url for e in out]
+    if len(set(seen)) != len(seen):
+        raise ConfigError(f"{where}: an endpoint is listed twice: {sorted({u for u in seen if seen.count(u) > 1})}")
+    return out
+
+
+@dataclass
+class _Health:
+    """One endpoint's state on one event loop."""
+
+    endpoint: Endpoint
+    in_flight: int = 0
+    failures: int = 0  # transient failures in a row
+    drained_until: float = 0.0
+    drain_s: float = 0.0
+
+
+class _Pool:
+    """Request slots and health of every endpoint, on one event loop."""
+
+    def __init__(self, endpoints: Sequence[Endpoint], drain_after: int, drain_s: float, drain_max_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.health = [_Health(e, drain_s=drain_s) for e in endpoints]
+        self.drain_after, self.drain_base_s, self.drain_max_s = drain_after, drain_s, drain_max_s
+        self.clock = clock
+        self.changed = asyncio.Condition()
+
+    async def acquire(self, avoid: _Health | None = None) -> _Health:
+        """The open endpoint with the fewest requests in progress (not ``avoid`` if another is
+        open), once one has a free slot."""
+        async with self.changed:
+            while True:
+                now = self.clock()
+                open_ = [h for h in self.health
+                         if h.drained_until <= now and h.in_flight < h.endpoint.concurrency]
+                if open_:
+                    others = [h for h in open_ if h is not avoid] or open_
+                    chosen = min(others, key=lambda h: h.in_flight / h.endpoint.concurrency)
+                    chosen.in_flight += 1
+                    return chosen
+                drained = [h.drained_until - now for h in self.health if h.drained_until > now]
+                with contextlib.suppress(TimeoutError):  # until a slot frees or a drain ends
+                    await asyncio.wait_for(self.changed.wait(), min(drained) if drained else None)
+
+    async def release(self, health: _Health, outcome: bool | None) -> None:
+        """Free the slot; ``outcome`` True (answered), False (transient failure), None (neither)."""
+        async with self.changed:
+            health.in_flight -= 1
+            if outcome:
+                health.failures, health.drain_s = 0, self.drain_base_s
+            elif outcome is False:
+                health.failures += 1
+                if health.failures >= self.drain_after and len(self.health) > 1:  # others can take over
+                    health.drained_until = self.clock() + health.drain_s
+                    health.drain_s = min(health.drain_s * 2, self.drain_max_s)
+                    health.failures = 0
+                    logger.warning("endpoint %s drained for %.0f s after %d failures in a row",
+                                   health.endpoint.url, health.drained_until - self.clock(), self.drain_after)
+            self.changed.notify_all()
+
+
+@dataclass(frozen=True)
 class _Session:
     """What exists between the first ``generate`` and ``close``: the loop, its thread, the
-    HTTP client and the semaphore that bounds requests in progress."""
+    HTTP client and the endpoints' slots and health."""
 
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
     client: httpx.AsyncClient
-    slots: asyncio.Semaphore
+    pool: _Pool
 
 
 class OpenAIBackend:
@@ -79,9 +209,11 @@ class OpenAIBackend:
         self,
         model: str,
         *,
-        base_url: str | None = None,
+        base_url: str | Path | Sequence[str | dict[str, Any] | Endpoint] | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         concurrency: int = 8,
+        drain_after: int = 3,
+        drain_s: float = 10.0,
         timeout_s: float = 60.0,
         max_retries: int = 6,
         backoff_base_s: float = 1.0,
@@ -93,11 +225,10 @@ class OpenAIBackend:
     ) -> None:
         if not model or not model.strip():
             raise ConfigError("openai backend: the model name is empty; use 'openai:<model>'")
-        url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        _check_base_url(url, api_key_env)
         for name, value, low in (
             ("concurrency", concurrency, 1),
             ("max_retries", max_retries, 0),
+            ("drain_after", drain_after, 1),
         ):
             if not isinstance(value, int) or value < low:
                 raise ConfigError(
@@ -107,6 +238,7 @@ class OpenAIBackend:
             ("timeout_s", timeout_s, "> 0"),
             ("backoff_base_s", backoff_base_s, ">= 0"),
             ("backoff_max_s", backoff_max_s, ">= 0"),
+            ("drain_s", drain_s, ">= 0"),
         ):
             if not math.isfinite(number) or number < 0 or (least == "> 0" and number == 0):
                 raise ConfigError(
@@ -126,11 +258,14 @@ class OpenAIBackend:
                 f"openai backend: extra_body is not JSON-serialisable ({exc})"
             ) from None
 
+        self._endpoints = read_endpoints(
+            base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL, concurrency, api_key_env)
+        url = ",".join(sorted(e.url for e in self._endpoints))  # one cache key whatever the order
         self._model = model
         self._base_url = url
-        self._url = f"{url}/chat/completions"
         self._api_key_env = api_key_env
-        self._concurrency = concurrency
+        self._concurrency = sum(e.concurrency for e in self._endpoints)
+        self._drain = (drain_after, float(drain_s))
         self._timeout_s = float(timeout_s)
         self._max_retries = max_retries
         self._backoff_base_s = float(backoff_base_s)
@@ -147,7 +282,7 @@ class OpenAIBackend:
             spec=f"openai:{model}", backend="openai", revision=None, details=details
         )
         #: Enough requests to keep every concurrency slot busy while finished ones are stored.
-        self.preferred_batch_size = concurrency * 4
+        self.preferred_batch_size = self._concurrency * 4
         #: ``generate`` may be called from several threads at once (they share one loop and one
         #: concurrency bound), so the engine can send each request as soon as a slot frees up.
         self.concurrent = True
@@ -233,7 +368,7 @@ class OpenAIBackend:
         session = self._loop_sessions.get(loop)
         if session is None:
             session = _Session(loop=loop, thread=threading.current_thread(), client=self._client(),
-                               slots=asyncio.Semaphore(self._concurrency))
+                               pool=self._pool())
             self._loop_sessions[loop] = session
         key = os.environ.get(self._api_key_env) or None
         try:
@@ -246,6 +381,9 @@ class OpenAIBackend:
         session = self._loop_sessions.pop(asyncio.get_running_loop(), None)
         if session is not None:  # the loop is the caller's: its other tasks are not ours to cancel
             await session.client.aclose()
+
+    def _pool(self) -> _Pool:
+        return _Pool(self._endpoints, self._drain[0], self._drain[1], max(self._backoff_max_s, self._drain[1]))
 
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -266,8 +404,7 @@ class OpenAIBackend:
                 thread.start()
                 client = self._client()
                 # Both bind to the loop that first awaits them, which is the loop thread's.
-                slots = asyncio.Semaphore(self._concurrency)
-                self._session = _Session(loop=loop, thread=thread, client=client, slots=slots)
+                self._session = _Session(loop=loop, thread=thread, client=client, pool=self._pool())
             return self._session
 
     # -- the loop thread ---------------------------------------------------------------------
@@ -294,30 +431,38 @@ class OpenAIBackend:
     ) -> Completion:
         body = self._body(request)
         attempts = 0
-        # The slot is held through the backoff too, so a rate-limited server sees fewer requests.
-        async with session.slots:
-            while True:
-                attempts += 1
-                try:
-                    completion = await self._attempt(session.client, body, key)
-                    if any(s in completion.text for s in request.config.stop):
-                        completion = replace(completion, text=cut_at_stop(completion.text, request.config.stop),
-                                             finish_reason="stop")
-                    return completion
-                except BackendRequestError as exc:
-                    failure = exc
-                if not failure.retryable or attempts > self._max_retries:
-                    break
-                delay = self._delay(attempts, failure.retry_after)
-                logger.debug(
-                    "%s: attempt %d failed (%s); retrying in %.2f s",
-                    self.info.spec, attempts, _scrub(str(failure), key), delay,
-                )
-                await self._sleep(delay)
+        health: _Health | None = None
+        while True:
+            attempts += 1
+            # The slot is held through the backoff too, so a rate-limited server sees fewer
+            # requests; the retry then goes to the least busy open endpoint, another if it can.
+            health = await session.pool.acquire(avoid=health)
+            outcome: bool | None = None
+            try:
+                completion = await self._attempt(session.client, health.endpoint.url, body, key)
+                outcome = True
+                if any(s in completion.text for s in request.config.stop):
+                    completion = replace(completion, text=cut_at_stop(completion.text, request.config.stop),
+                                         finish_reason="stop")
+                return completion
+            except BackendRequestError as exc:
+                failure = exc
+                outcome = False if failure.retryable else None
+                if failure.retryable and attempts <= self._max_retries:
+                    delay = self._delay(attempts, failure.retry_after)
+                    logger.debug(
+                        "%s: attempt %d failed (%s) at %s; retrying in %.2f s",
+                        self.info.spec, attempts, _scrub(str(failure), key), health.endpoint.url, delay,
+                    )
+                    await self._sleep(delay)
+            finally:
+                await session.pool.release(health, outcome)
+            if not failure.retryable or attempts > self._max_retries:
+                break
         tried = f"{attempts} attempt{'s' if attempts > 1 else ''}"
         if not failure.retryable:
             tried += ", not retryable"
-        error = f"{self.info.spec} at {self._base_url}: {failure} ({tried})"
+        error = f"{self.info.spec} at {health.endpoint.url}: {failure} ({tried})"
         return Completion(text="", error=_scrub(error, key))
 
     def _body(self, request: GenerateRequest) -> dict[str, Any]:
@@ -342,14 +487,14 @@ class OpenAIBackend:
         return self._rng.uniform(0.0, ceiling)
 
     async def _attempt(
-        self, client: httpx.AsyncClient, body: dict[str, Any], key: str | None
+        self, client: httpx.AsyncClient, base_url: str, body: dict[str, Any], key: str | None
     ) -> Completion:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         start = time.perf_counter()
         try:
             # httpx's timeout bounds each phase; this bounds the whole exchange.
             async with asyncio.timeout(self._timeout_s):
-                response = await client.post(self._url, json=body, headers=headers)
+                response = await client.post(f"{base_url}/chat/completions", json=body, headers=headers)
         except (TimeoutError, httpx.TimeoutException):
             raise BackendRequestError(
                 f"no response within {self._timeout_s:g} s (timeout)", retryable=True
@@ -360,10 +505,10 @@ class OpenAIBackend:
             ) from None
         latency = time.perf_counter() - start
         if not response.is_success:
-            raise self._status_error(response, key)
+            raise self._status_error(response, base_url, key)
         return _parse_completion(response, latency)
 
-    def _status_error(self, response: httpx.Response, key: str | None) -> BackendRequestError:
+    def _status_error(self, response: httpx.Response, base_url: str, key: str | None) -> BackendRequestError:
         status = response.status_code
         retryable = status in RETRY_STATUSES
         message = f"HTTP {status} {response.reason_phrase}: {_server_message(response)}".rstrip()
@@ -371,7 +516,7 @@ class OpenAIBackend:
             state = "is set" if key else "is not set"
             message += f" (check the API key in ${self._api_key_env}, which {state})"
         elif status == 404:
-            message += f" (is {self._base_url!r} the server's OpenAI-compatible base URL?)"
+            message += f" (is {base_url!r} the server's OpenAI-compatible base URL?)"
         return BackendRequestError(
             message,
             status=status,

@@ -4,6 +4,7 @@ each optionally followed by edits (``+ablate:FILE``, ``+steer:FILE@LAYER*COEF``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -88,7 +89,7 @@ def prepare_embedded(name: str, on_progress: Any = None) -> Path:
 def load_model(
     spec: str,
     *,
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     dtype: str = "auto",
     device: str = "cpu",
     batch_size: int | None = None,
@@ -104,7 +105,7 @@ def load_model(
     return _apply_edits(backend, parsed) if parsed.edits else backend
 
 
-def _load_base(parsed: ModelSpec, *, base_url: str | None, dtype: str, device: str,
+def _load_base(parsed: ModelSpec, *, base_url: str | Sequence[str] | None, dtype: str, device: str,
                batch_size: int | None, concurrency: int, timeout_s: float | None,
                max_retries: int | None) -> ModelBackend:
     spec = parsed.raw
