@@ -308,10 +308,9 @@ class ContinuousBatcher:
         text = cast(str, self.tokenizer.decode(tokens, skip_special_tokens=True))
         n_out = len(tokens)
         if row.config.stop and any(s in text for s in row.config.stop):
-            cut = cut_at_stop(text, row.config.stop)
-            if cut != text:
-                text, n_out = cut, len(self.tokenizer.encode(cut, add_special_tokens=False))
-            finish = "stop"
+            # the last token completed the stop string: every generated token counts, even when
+            # the text is cut inside it (re-encoding the cut text can count more)
+            text, finish = cut_at_stop(text, row.config.stop), "stop"
         return Completion(text=text, input_tokens=row.input_tokens, output_tokens=n_out,
                           latency_s=time.perf_counter() - row.started, finish_reason=finish)
 
