@@ -180,8 +180,8 @@ class ContinuousBatcher:
                 batch.rows.extend(fresh)
         if not batch.rows:
             return finished
-        logits = self._decode(batch.cache, batch.mask, batch.rows)
         batch.mask = torch.cat([batch.mask, torch.ones(len(batch.rows), 1, dtype=batch.mask.dtype)], dim=1)
+        logits = self._decode(batch.cache, batch.mask, batch.rows)
         picks = sample_next(logits, [r.config for r in batch.rows], [r.generator for r in batch.rows])
         keep = []
         for j, (row, token) in enumerate(zip(batch.rows, picks, strict=True)):
@@ -282,13 +282,13 @@ class ContinuousBatcher:
         return results
 
     def _decode(self, cache: Any, mask: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
-        """One step: every row's pending token in, every row's next-token logits out."""
+        """One step: every row's pending token in (``mask`` already has its column), every row's
+        next-token logits out."""
         import torch
 
         input_ids = torch.tensor([[r.tokens[-1]] for r in rows], dtype=torch.long)
         positions = torch.tensor([[r.cached] for r in rows], dtype=torch.long)
-        full = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
-        return cast("torch.Tensor", self._forward(input_ids, full, positions, cache).logits[:, -1, :]).float().cpu()
+        return cast("torch.Tensor", self._forward(input_ids, mask, positions, cache).logits[:, -1, :]).float().cpu()
 
     # -- rows -------------------------------------------------------------------------------------
 

@@ -16,8 +16,9 @@ Several servers of one model (vLLM or SGLang replicas) form one backend: ``base_
 of URLs, or of ``{url, concurrency}`` entries, or a YAML file of them (see `read_endpoints`). Each
 endpoint has its own concurrency limit; a request goes to the endpoint with the fewest requests in
 progress. An endpoint whose attempts fail ``drain_after`` times in a row (transient failures only)
-is drained (when there are others): it gets no requests for ``drain_s`` seconds (doubling while it keeps failing, up to
-``backoff_max_s``), then it is tried again. A retry prefers another endpoint than the one that failed.
+is drained when there are others: it gets no requests for ``drain_s`` seconds (doubling while it
+keeps failing, up to ``backoff_max_s``), then it is tried again. A retry prefers another endpoint
+than the one that failed.
 
 The API key is read from the environment variable ``api_key_env`` each time ``generate`` is
 called, sent as a Bearer header, and never kept on the backend, in its ``info``, or in any error
