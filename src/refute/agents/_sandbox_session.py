@@ -176,7 +176,10 @@ class SandboxSession:
             proc.wait(timeout=_OP_TIMEOUT_S)
         for stream in (proc.stdout, proc.stderr, proc.stdin):
             if stream is not None:
-                stream.close()
+                try:
+                    stream.close()
+                except OSError:  # stdin still holding the exit request of a sandbox that died
+                    pass
 
     def __enter__(self) -> SandboxSession:
         return self
