@@ -16,6 +16,7 @@ import select
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
@@ -176,10 +177,8 @@ class SandboxSession:
             proc.wait(timeout=_OP_TIMEOUT_S)
         for stream in (proc.stdout, proc.stderr, proc.stdin):
             if stream is not None:
-                try:
+                with suppress(OSError):  # stdin still holding the exit request of a sandbox that died
                     stream.close()
-                except OSError:  # stdin still holding the exit request of a sandbox that died
-                    pass
 
     def __enter__(self) -> SandboxSession:
         return self
