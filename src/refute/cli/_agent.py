@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from refute.agents import agent_summary, list_tasks, load_task, monitor_catch_rate, resolve_sandbox
-from refute.cli._common import StoreOption, err, friendly_errors, loaded_models, out, store_from
+from refute.cli._common import StoreOption, endpoint_urls, err, friendly_errors, loaded_models, out, store_from
 from refute.datasets import load_dataset
 from refute.engine import PluginSpec, TaskConfig, run_task
 from refute.errors import ConfigError
@@ -76,7 +75,7 @@ def run_cmd(
     seed: Annotated[int, typer.Option(help="Run seed.")] = 0,
     protocol: Annotated[str, typer.Option(help="auto (tools for openai: models, else text), text or tools.")] = "auto",
     sandbox: Annotated[str, typer.Option(help="auto, bwrap or docker. Never the host.")] = "auto",
-    base_url: Annotated[str | None, typer.Option(help="Server URL for openai:MODEL specs.")] = None,
+    base_url: Annotated[list[str] | None, typer.Option(help="Server URL for openai:MODEL specs; repeat it for several servers of one model, or give a YAML file of {url, concurrency} entries.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
     store: StoreOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
@@ -94,6 +93,8 @@ def run_cmd(
 
       refute agent run -m openai:gpt-4o-mini --base-url http://127.0.0.1:8000/v1 --epochs 5
 
+      refute agent run -m openai:Qwen2.5-7B --base-url http://gpu1:8000/v1 --base-url http://gpu2:8000/v1
+
       refute agent run --limit 3 --epochs 1 --max-steps 10 --max-tokens 256
     """
     if protocol not in ("auto", "text", "tools"):
@@ -104,14 +105,15 @@ def run_cmd(
     sandbox = resolve_sandbox(sandbox)  # the kind that will run, recorded in the run's configuration
     task = agent_task(epochs, limit, max_steps, max_tokens, temperature, seed, chosen, sandbox, token_budget,
                       output_chars)
-    load: dict[str, Any] = {"base_url": base_url} if base_url else {}
+    urls = endpoint_urls(base_url)
+    load: dict[str, Any] = {"base_url": urls} if urls else {}
     if parse_spec(model).kind != "openai":  # every episode in one batch: a turn waits for the slowest anyway
         episodes = len(load_dataset(DATASET, limit=limit).records) * epochs
         load["batch_size"] = min(64, episodes)
     with store_from(store) as db:
         with loaded_models(model, {}, load) as models:
             record = run_task(task, models["target"], db, name=name, load_options=load, progress=progress)
-        err.print(f"run [bold]{record.id}[/] {record.status}; store {Path(db.path)}")
+        err.print(f"run [bold]{record.id}[/] {record.status}; store {db.location}")
         print_agent_summary(db, record.id)
     if record.status != "completed":
         raise typer.Exit(1)

@@ -37,10 +37,11 @@ __all__ = [
 out = Console()  # data: stdout
 err = Console(stderr=True)  # progress and messages: stderr
 
+#: A SQLite file or a postgresql:// URL, kept as text (a Path would collapse the URL's ``//``).
 StoreOption = Annotated[
-    Path | None,
-    typer.Option("--store", help="SQLite store (default: $REFUTE_STORE or .refute/refute.db).",
-                 show_default=False),
+    str | None,
+    typer.Option("--store", help="Store: a SQLite file or a postgresql://user:password@host:port/db URL "
+                 "(default: $REFUTE_STORE or .refute/refute.db).", show_default=False),
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -209,7 +210,8 @@ def atomic_output(path: Path) -> Iterator[TextIO]:
 
 
 @contextmanager
-def store_from(path: Path | None) -> Iterator[Store]:
+def store_from(path: str | os.PathLike[str] | None) -> Iterator[Store]:
+    """The store ``--store`` names (a SQLite path or a postgresql:// URL), closed on exit."""
     store = open_store(path)
     try:
         yield store
@@ -238,3 +240,11 @@ def loaded_models(target: str, roles: dict[str, str], options: dict[str, Any] | 
     finally:
         for backend in backends.values():
             backend.close()
+
+
+def endpoint_urls(values: list[str] | None) -> str | list[str] | None:
+    """A repeatable ``--base-url`` as `load_model` takes it: None when not given, the one value as
+    text (a URL or an endpoints YAML file), several as a list."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else list(values)

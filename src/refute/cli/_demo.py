@@ -59,7 +59,7 @@ def demo(
             out.print(gap_table(gap))
         if doc.gate is not None:
             print_decision(doc.gate)
-        err.print(f"study file: {result.study.path} (sha256 {result.study.hash12}); store {db.path}; "
+        err.print(f"study file: {result.study.path} (sha256 {result.study.hash12}); store {db.location}; "
                   f"{result.seconds:.0f} s")
         err.print(f"Markdown report: {result.markdown}")
         out.print(f"report: {result.html}", highlight=False, soft_wrap=True)

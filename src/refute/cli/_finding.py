@@ -260,7 +260,7 @@ def list_cmd(policy: PolicyOption = None, store: StoreOption = None) -> None:
     """
     rules = _policy(policy)
     with store_from(store) as db:
-        table = Table(title=f"findings in {db.path}")
+        table = Table(title=f"findings in {db.location}")
         for col in ("id", "status", "approvals", "path", "embargo until"):
             table.add_column(col, no_wrap=True)
         for col in ("title", "models"):

@@ -191,7 +191,7 @@ def _show_run_validation(result: RunValidation) -> None:
 
 
 def _validate_run(run_id: str, labels: Path | None, scorer: str | None, arg: list[str] | None,
-                  judge: str | None, split: str | None, save: bool, store: Path | None) -> None:
+                  judge: str | None, split: str | None, save: bool, store: str | None) -> None:
     given = [name for name, v in (("--arg", arg), ("--judge", judge), ("--split", split)) if v]
     if given:
         raise ConfigError(f"{', '.join(given)} do not apply with --run: the run's stored scores are measured; "
@@ -207,11 +207,11 @@ def _validate_run(run_id: str, labels: Path | None, scorer: str | None, arg: lis
             counts = (f"rogan_gladen(sensitivity={stored.sensitivity_counts}, "
                       f"specificity={stored.specificity_counts})")
             if result.positive == "refusal":
-                err.print(f"stored as run {stored.run_id}'s calibration for {stored.scorer} in {db.path}: studies, "
+                err.print(f"stored as run {stored.run_id}'s calibration for {stored.scorer} in {db.location}: studies, "
                           f"reports and `refute runs show {stored.run_id}` now correct its refusal rates with "
                           f"{counts}", highlight=False, soft_wrap=True)
             else:
-                err.print(f"stored as run {stored.run_id}'s calibration for {stored.scorer} in {db.path} "
+                err.print(f"stored as run {stored.run_id}'s calibration for {stored.scorer} in {db.location} "
                           f"({counts}, positive = harmful); studies and reports do not correct harmfulness "
                           "measures with it yet, and no refusal rate uses it", highlight=False, soft_wrap=True)
 

@@ -15,7 +15,7 @@ from refute.guard import load_stack, measure_stack
 from refute.models import load_model
 
 
-def example_stack(store: Path | None) -> Path:
+def example_stack(store: str | None) -> Path:
     """The shipped example, copied beside the store (once: an edited copy is kept)."""
     target = store_path(store).parent / "layers" / "stack.yaml"
     if not target.exists():

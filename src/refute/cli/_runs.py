@@ -36,7 +36,7 @@ def list_runs(
     Example: refute runs list --limit 5
     """
     with store_from(store) as db:
-        table = Table(title=f"runs in {db.path}")
+        table = Table(title=f"runs in {db.location}")
         table.add_column("id", no_wrap=True, min_width=12)
         for col in ("kind", "name", "status", "model", "dataset", "samples", "errors"):
             table.add_column(col, overflow="fold")

@@ -16,8 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from refute._paths import store_path
-from refute.cli._common import ExitCode, StoreOption, bad_input, err, friendly_errors, out, store_from
+from refute._paths import is_store_url, store_location, store_path
+from refute.cli._common import ExitCode, StoreOption, bad_input, endpoint_urls, err, friendly_errors, out, store_from
 from refute.errors import ConfigError
 from refute.guard import Guard, LoadedStack, load_stack
 from refute.models import load_model, parse_spec
@@ -35,7 +35,7 @@ class Harm(StrEnum):
 def serve(
     model: Annotated[str, typer.Argument(help="Model spec: default, hf:..., gguf:..., or openai:MODEL with --base-url (an upstream endpoint).", show_default=False)],
     stack: Annotated[Path | None, typer.Option(help="Guard-stack YAML file (layers applied in order). Default: a pass-through, no layers.", show_default=False)] = None,
-    base_url: Annotated[str | None, typer.Option(help="openai:MODEL: the upstream endpoint's base URL (its key comes from $OPENAI_API_KEY, never logged).", show_default=False)] = None,
+    base_url: Annotated[list[str] | None, typer.Option(help="Server URL for openai:MODEL specs; repeat it for several servers of one model, or give a YAML file of {url, concurrency} entries (the key comes from $OPENAI_API_KEY, never logged).", show_default=False)] = None,
     host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs --api-key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     api_key: Annotated[str | None, typer.Option(help="Key every request must send as 'Authorization: Bearer KEY'. Default: none (loopback only).", envvar="REFUTE_SERVE_API_KEY", show_default=False)] = None,
@@ -62,6 +62,8 @@ def serve(
 
       refute serve openai:gpt-4o-mini --base-url https://api.openai.com/v1 --stack guard.yaml --port 8001
 
+      refute serve openai:Qwen2.5-7B --base-url http://gpu1:8000/v1 --base-url http://gpu2:8000/v1 --stack guard.yaml
+
       refute serve default --host 0.0.0.0 --api-key "$(openssl rand -hex 16)" --harm harmful
     """
     try:
@@ -77,6 +79,8 @@ def serve(
                           "pip install 'refute[serve]'") from None
 
     check_binding(host, api_key, port)
+    if is_store_url(store_location(store)):
+        raise ConfigError("refute serve logs exchanges to a SQLite store, not PostgreSQL; give --store a file path")
     if dtype not in ("auto", "float32", "bfloat16"):
         raise ConfigError(f"--dtype '{dtype}': choose auto, float32 or bfloat16")
     with bad_input():
@@ -88,7 +92,7 @@ def serve(
     if local and base_url:
         raise ConfigError(f"--base-url only applies to openai:MODEL specs (an upstream endpoint), not '{model}'")
     options: dict[str, Any] = {"dtype": dtype} if local else {
-        "base_url": base_url, "concurrency": concurrency, "timeout_s": timeout, "max_retries": retries}
+        "base_url": endpoint_urls(base_url), "concurrency": concurrency, "timeout_s": timeout, "max_retries": retries}
     with store_from(config.store):
         pass  # a store that cannot be written fails now, before a model loads for a minute
     backend = load_model(model, **options)
@@ -224,20 +228,20 @@ def monitor(
 
       refute monitor --json --store runs/refute.db
     """
-    path = store_path(store)
-    if not path.is_file():
+    path = store_location(store)
+    if not isinstance(path, str) and not path.is_file():
         raise ConfigError(f"no store at {path}; start `refute serve` first or pass --store PATH")
     with store_from(path) as db:
         records = db.recent_exchanges(last)
         first = records[0].id if records else None
         stats = db.exchange_layer_stats(since=first) if records else []
         if as_json:
-            typer.echo(json.dumps({"store": str(db.path), "exchanges": [r.model_dump() for r in records],
+            typer.echo(json.dumps({"store": db.location, "exchanges": [r.model_dump() for r in records],
                                    "layers": [_layer_json(s) for s in stats]}, indent=1))
         elif not records:
-            err.print(f"no exchanges in {db.path} yet; `refute serve` logs them there", highlight=False)
+            err.print(f"no exchanges in {db.location} yet; `refute serve` logs them there", highlight=False)
         else:
-            out.print(_exchange_table(records, f"last {len(records)} exchanges in {db.path}"))
+            out.print(_exchange_table(records, f"last {len(records)} exchanges in {db.location}"))
             out.print(_layer_table(stats, f"layers over exchanges {first}-{records[-1].id}"))
         if follow:
             _follow(db, records, interval, as_json)

@@ -36,7 +36,7 @@ def run_check(adapter: Path, *, base: str | None = None, split: Path | None = No
               attack_arg: list[str] | None = None, attacker: str | None = None, limit: int | None = None,
               benign_limit: int | None = 60, tasks_limit: int | None = 60, max_tokens: int = 48,
               scorer: str = "refusal", seed: int = 0, dtype: str = "auto", json_path: Path | None = None,
-              report: Path | None = None, store: Path | None = None, progress: bool = True) -> CheckResult:
+              report: Path | None = None, store: str | None = None, progress: bool = True) -> CheckResult:
     """Check everything, run the base model's conditions, then the trained model's; print the result."""
     names = _names(attacks) or []
     with bad_input():  # everything is checked before a model loads

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from refute._paths import store_path
+from refute._paths import is_store_url, store_location, store_path
 from refute.cli._common import StoreOption, err, friendly_errors
 from refute.errors import ConfigError
 
@@ -40,6 +40,9 @@ def view(
     """
     from refute.view import ViewConfig, create_app, is_loopback, serve  # deferred: starlette is the optional view extra
 
+    if is_store_url(store_location(store)):
+        raise ConfigError("refute view reads a SQLite store, not PostgreSQL; copy the runs into one first "
+                          "(refute store copy URL view.db) and view that (--store view.db)")
     path = store_path(store)
     if not path.is_file():
         raise ConfigError(f"no store at {path}; run something first (refute demo) or pass --store PATH")

@@ -1,8 +1,12 @@
-"""The SQLite store of runs, samples, scores, runs' own calibrations, people's labels and the label
-queue, findings, the request cache and `refute serve`'s log of exchanges."""
+"""The store of runs, samples, scores, runs' own calibrations, people's labels and the label queue,
+findings, the request cache and `refute serve`'s log of exchanges: a SQLite file (`Store`, the
+default) or a PostgreSQL database (`PostgresStore`, ``postgresql://`` URL), opened by `open_store`;
+`copy_runs` copies runs between any two stores."""
 
+from refute.store._copy import CopyReport, copy_runs
 from refute.store._exchanges import ExchangeOutcome, ExchangeRecord, LayerStats
 from refute.store._export import csv_cell, export_run, run_rows
+from refute.store._postgres import PostgresStore
 from refute.store._records import (
     CachedReply,
     CalibrationRecord,
@@ -25,6 +29,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CachedReply",
     "CalibrationRecord",
+    "CopyReport",
     "ExchangeOutcome",
     "ExchangeRecord",
     "FindingEvent",
@@ -33,6 +38,7 @@ __all__ = [
     "HumanLabel",
     "LabelRecord",
     "LayerStats",
+    "PostgresStore",
     "QueueItem",
     "RunRecord",
     "RunStatus",
@@ -40,6 +46,7 @@ __all__ = [
     "ScoreRecord",
     "ScorerLabel",
     "Store",
+    "copy_runs",
     "csv_cell",
     "export_run",
     "open_store",

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from refute.errors import StoreError
+from refute.store._db import Connection, Row
 from refute.store._records import utc_now
 
 __all__ = ["ExchangeMethods", "ExchangeOutcome", "ExchangeRecord", "LayerStats"]
@@ -85,7 +84,9 @@ _COLUMNS = ("created_at", "server_id", "model_spec", "stack_name", "stack_sha256
 _INSERT = (f"INSERT INTO exchanges ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
            " RETURNING id")
 
-_STATS = """
+#: Per-layer counts over the exchanges from a row id on, in each dialect (the layers are a JSON array).
+_STATS = {
+    "sqlite": """
 SELECT json_extract(l.value, '$.name') AS name, MIN(json_extract(l.value, '$.type')) AS type,
        MIN(json_extract(l.value, '$.phase')) AS phase, MIN(CAST(l.key AS INTEGER)) AS position, COUNT(*) AS n,
        SUM(json_extract(l.value, '$.decision') = 'pass') AS passed,
@@ -98,7 +99,22 @@ SELECT json_extract(l.value, '$.name') AS name, MIN(json_extract(l.value, '$.typ
 FROM exchanges e, json_each(e.layers_json) l
 WHERE e.id >= ?
 GROUP BY name ORDER BY position, name
-"""
+""",
+    "postgresql": """
+SELECT l.value->>'name' AS name, MIN(l.value->>'type') AS type, MIN(l.value->>'phase') AS phase,
+       MIN(l.ord) - 1 AS pos, COUNT(*) AS n,
+       COUNT(*) FILTER (WHERE l.value->>'decision' = 'pass') AS passed,
+       COUNT(*) FILTER (WHERE l.value->>'decision' = 'flag') AS flagged,
+       COUNT(*) FILTER (WHERE l.value->>'decision' = 'block') AS blocked,
+       COUNT(*) FILTER (WHERE l.value->>'decision' = 'rewrite') AS rewritten,
+       COUNT(*) FILTER (WHERE l.value->>'decision' = 'applied') AS applied,
+       COUNT(*) FILTER (WHERE l.value->>'decision' = 'error') AS errors,
+       AVG((l.value->>'ms')::double precision) AS mean_ms
+FROM exchanges e, jsonb_array_elements(e.layers_json::jsonb) WITH ORDINALITY AS l(value, ord)
+WHERE e.id >= ?
+GROUP BY l.value->>'name' ORDER BY pos, name
+""",
+}
 
 
 def _dumps(value: Any) -> str:
@@ -114,10 +130,10 @@ class ExchangeMethods:
     """The monitoring log of `refute serve`: methods of `Store`."""
 
     if TYPE_CHECKING:  # provided by Store
-        path: Path
+        _dialect: ClassVar[str]
 
-        def _read(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]: ...
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _read(self, sql: str, args: Iterable[Any] = ()) -> list[Row]: ...
+        def transaction(self) -> AbstractContextManager[Connection]: ...
 
     def add_exchange(self, record: ExchangeRecord) -> int:
         """Log one exchange (one transaction); returns its row id."""
@@ -136,7 +152,8 @@ class ExchangeMethods:
         """The newest ``limit`` exchanges (with ``since_id``: of those after that row), oldest first."""
         if limit < 1:
             raise StoreError(f"recent_exchanges: limit must be at least 1, got {limit}")
-        rows = self._read("SELECT * FROM (SELECT * FROM exchanges WHERE id > ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+        rows = self._read("SELECT * FROM (SELECT * FROM exchanges WHERE id > ? ORDER BY id DESC LIMIT ?) AS recent"
+                          " ORDER BY id",
                           (-1 if since_id is None else since_id, limit))
         return [_record(r) for r in rows]
 
@@ -147,7 +164,7 @@ class ExchangeMethods:
                            passed=r["passed"] or 0, flagged=r["flagged"] or 0, blocked=r["blocked"] or 0,
                            rewritten=r["rewritten"] or 0, applied=r["applied"] or 0, errors=r["errors"] or 0,
                            mean_ms=float(r["mean_ms"] or 0.0))
-                for r in self._read(_STATS, (-1 if since is None else since,))]
+                for r in self._read(_STATS[self._dialect], (-1 if since is None else since,))]
 
 
 def _row(r: ExchangeRecord) -> tuple[Any, ...]:
@@ -157,7 +174,7 @@ def _row(r: ExchangeRecord) -> tuple[Any, ...]:
             r.blocked_by, r.total_ms, r.model_ms, r.input_tokens, r.output_tokens, r.error)
 
 
-def _record(row: sqlite3.Row) -> ExchangeRecord:
+def _record(row: Row) -> ExchangeRecord:
     return ExchangeRecord(
         id=row["id"], created_at=row["created_at"], server_id=row["server_id"], model_spec=row["model_spec"],
         stack_name=row["stack_name"], stack_sha256=row["stack_sha256"], request_id=row["request_id"],

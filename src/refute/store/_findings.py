@@ -8,14 +8,13 @@ updates or deletes them, and triggers in the schema refuse it.
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from refute.errors import FindingNotFoundError
+from refute.store._db import Connection, Row
 from refute.store._records import FindingEvent, FindingEventKind, FindingRecord, RunRecord, utc_now
 
 __all__ = ["FindingMethods"]
@@ -29,10 +28,11 @@ class FindingMethods:
     """Findings, their recipes and event logs: methods of `Store`."""
 
     if TYPE_CHECKING:  # provided by Store
-        path: Path
+        @property
+        def location(self) -> str: ...
 
-        def _read(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]: ...
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _read(self, sql: str, args: Iterable[Any] = ()) -> list[Row]: ...
+        def transaction(self) -> AbstractContextManager[Connection]: ...
         def get_run(self, run_id: str) -> RunRecord: ...
 
     def add_finding(self, finding: FindingRecord, recipe: dict[str, Any]) -> FindingRecord:
@@ -65,7 +65,7 @@ class FindingMethods:
         if len(rows) != 1:
             why = (f"id prefix '{finding_id}' is ambiguous ({', '.join(r['id'] for r in rows)}); give more "
                    "characters" if rows else
-                   f"no finding '{finding_id}' in store {self.path}; `refute finding list` shows them")
+                   f"no finding '{finding_id}' in store {self.location}; `refute finding list` shows them")
             raise FindingNotFoundError(why)
         return _finding_from_row(rows[0])
 
@@ -98,7 +98,7 @@ class FindingMethods:
                 for r in self._read("SELECT * FROM finding_events WHERE finding_id=? ORDER BY seq", (fid,))]
 
 
-def _finding_from_row(row: sqlite3.Row) -> FindingRecord:
+def _finding_from_row(row: Row) -> FindingRecord:
     return FindingRecord(
         id=row["id"], title=row["title"], kind=row["kind"], created_at=row["created_at"],
         created_by=row["created_by"], run_ids=json.loads(row["run_ids_json"]),

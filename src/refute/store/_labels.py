@@ -11,12 +11,12 @@ earlier ones. A label is kept per run, sample and scorer: labelling a reply agai
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, cast, get_args
 
 from refute.errors import ConfigError
+from refute.store._db import Connection, Row
 from refute.store._records import HumanLabel, LabelRecord, QueueItem, RunRecord, ScorerLabel, utc_now
 
 __all__ = ["HUMAN_LABELS", "LabelMethods"]
@@ -33,8 +33,8 @@ class LabelMethods:
     """The label queue and people's labels: methods of `Store`."""
 
     if TYPE_CHECKING:  # provided by Store
-        def _read(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]: ...
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _read(self, sql: str, args: Iterable[Any] = ()) -> list[Row]: ...
+        def transaction(self) -> AbstractContextManager[Connection]: ...
         def get_run(self, run_id: str) -> RunRecord: ...
 
     def queue_labels(self, run_id: str, scorer: str, seed: int, items: Sequence[tuple[int, str]]) -> int:
@@ -128,19 +128,19 @@ class LabelMethods:
         return cur.rowcount > 0
 
 
-def _not_of_run(db: sqlite3.Connection, run_id: str, sample_id: int) -> ConfigError:
+def _not_of_run(db: Connection, run_id: str, sample_id: int) -> ConfigError:
     row = db.execute("SELECT run_id FROM samples WHERE id = ?", (sample_id,)).fetchone()
     where = f"it is a reply of run {row[0]}" if row else "no stored sample has that id"
     return ConfigError(f"sample {sample_id} is not a reply of run {run_id} ({where}); "
                        "label only the replies of the run you name")
 
 
-def _queue_item(row: sqlite3.Row) -> QueueItem:
+def _queue_item(row: Row) -> QueueItem:
     return QueueItem(run_id=row["run_id"], sample_id=row["sample_id"], scorer=row["scorer"], seed=row["seed"],
                      position=row["position"], scorer_label=row["scorer_label"], label=row["label"],
                      labeller=row["labeller"], labelled_at=row["labelled_at"])
 
 
-def _label_record(row: sqlite3.Row) -> LabelRecord:
+def _label_record(row: Row) -> LabelRecord:
     return LabelRecord(run_id=row["run_id"], sample_id=row["sample_id"], scorer=row["scorer"],
                        label=row["label"], labeller=row["labeller"], labelled_at=row["labelled_at"])

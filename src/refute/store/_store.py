@@ -1,5 +1,9 @@
 """The SQLite store: WAL mode, one transaction per sample, so a killed run loses nothing.
 
+`Store` is the SQLite store and the one store interface; `refute.store._postgres.PostgresStore`
+is the same store in a PostgreSQL database (``--store postgresql://...``), and `open_store` opens
+either from what ``--store`` or ``$REFUTE_STORE`` says.
+
 Every SQLite failure (a lock held longer than the timeout, a full disk, a read-only file) becomes
 a `StoreError` that says what happened and what to do; no ``sqlite3`` exception escapes. A store
 that cannot be written (a read-only file or directory) is opened read-only: it can be listed,
@@ -16,10 +20,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from refute._paths import store_path
+from refute._paths import is_store_url, redact_url, store_location
 from refute.errors import RunNotFoundError, StoreError
+from refute.store._db import Connection, Row
 from refute.store._exchanges import ExchangeMethods
 from refute.store._findings import FindingMethods
 from refute.store._labels import LabelMethods
@@ -63,6 +68,10 @@ def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
 class Store(LabelMethods, FindingMethods, ExchangeMethods):
     """A refute store on disk. Safe to open from several processes (SQLite WAL).
 
+    ``path`` is the store's local path: its folder holds the files written beside the store
+    (reports, studies, attack folders). ``location`` is what to show a user: the path here, the
+    URL (password hidden) for a PostgreSQL store.
+
     Its label queue and people's labels: `LabelMethods` (``queue_labels``, ``label_queue``,
     ``next_to_label``, ``queue_progress``, ``save_label``, ``labels``, ``labelled_scores``,
     ``delete_label``). The monitoring log of `refute serve`: `ExchangeMethods` (``add_exchange``,
@@ -71,6 +80,9 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
     def __init__(self, path: str | PathLike[str], *, read_only: bool = False) -> None:
         """Open (or create) the store at ``path``; ``read_only`` opens an existing store for
         reading only, as happens anyway when the file or its directory cannot be written."""
+        if is_store_url(path):
+            raise StoreError(f"Store() opens a SQLite file, not {redact_url(str(path))}; open a PostgreSQL "
+                             "store with open_store(url)")
         self.path = Path(path)
         if self.path.is_dir():
             raise StoreError(f"store {self.path} is a directory; give a file path such as "
@@ -140,6 +152,26 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
             if "fts5" not in str(exc):
                 raise
 
+    #: The SQL dialect of the store's database: "sqlite" or "postgresql".
+    _dialect: ClassVar[str] = "sqlite"
+    #: The connection: a `sqlite3.Connection` here (a psycopg wrapper in PostgresStore).
+    _db: Any
+
+    @property
+    def location(self) -> str:
+        """Where the store is, as a user should see it: the file, or the URL without its password."""
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self._read("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)))
+
+    def _distinct_list(self, column: str) -> str:
+        """SQL aggregating the distinct values of ``column`` as one comma-separated text."""
+        return f"group_concat(DISTINCT {column})"
+
     def has_search_index(self) -> bool:
         """Whether the samples' full-text index (``samples_fts``, FTS5) exists in this store."""
         return self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'samples_fts'").fetchone() is not None
@@ -153,21 +185,21 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
             raise
         return None if row is None else int(row["value"])
 
-    def _read(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, args: Iterable[Any] = ()) -> list[Row]:
         try:
             return self._db.execute(sql, tuple(args)).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(self.path, exc) from None
 
-    def query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[Row]:
         """Rows of one read-only SQL statement with bound ``args``, for readers that need their
         own joins (the viewer's filtered, paged samples); a SQLite failure is a `StoreError`."""
         if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
-            raise StoreError(f"store {self.path}: query() reads only (SELECT or WITH), got {sql.split()[0]!r}")
+            raise StoreError(f"store {self.location}: query() reads only (SELECT or WITH), got {sql.split()[0]!r}")
         return self._read(sql, args)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Connection]:
         """One write transaction; a SQLite failure inside it is rolled back and raised as
         `StoreError`."""
         if self.read_only:
@@ -249,7 +281,7 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
         )
         if not rows:
             raise RunNotFoundError(
-                f"no run '{run_id}' in store {self.path}; `refute runs list` shows the runs there"
+                f"no run '{run_id}' in store {self.location}; `refute runs list` shows the runs there"
             )
         if len(rows) > 1:
             ids = ", ".join(r["id"] for r in rows)
@@ -273,7 +305,8 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
     def sample_counts(self, run_id: str) -> tuple[int, int]:
         """(completed samples, failed samples) of a run."""
         row = self._read(
-            "SELECT SUM(error IS NULL) AS ok, SUM(error IS NOT NULL) AS bad FROM samples WHERE run_id=?",
+            "SELECT SUM(CASE WHEN error IS NULL THEN 1 ELSE 0 END) AS ok,"
+            " SUM(CASE WHEN error IS NULL THEN 0 ELSE 1 END) AS bad FROM samples WHERE run_id=?",
             (run_id,),
         )[0]
         return int(row["ok"] or 0), int(row["bad"] or 0)
@@ -331,7 +364,7 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
                 self._insert_scores(db, score.sample_id, run_id, [score])
 
     @staticmethod
-    def _insert_scores(db: sqlite3.Connection, sample_id: int, run_id: str,
+    def _insert_scores(db: Connection, sample_id: int, run_id: str,
                        scores: Iterable[ScoreRecord]) -> None:
         now = utc_now()
         db.executemany(
@@ -364,7 +397,7 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
     def scorers_of(self, run_id: str) -> dict[str, str]:
         """Scorer name -> version(s) that labelled this run."""
         rows = self._read(
-            "SELECT scorer, group_concat(DISTINCT scorer_version) AS v FROM scores WHERE run_id=?"
+            f"SELECT scorer, {self._distinct_list('scorer_version')} AS v FROM scores WHERE run_id=?"
             " GROUP BY scorer", (run_id,)
         )
         return {r["scorer"]: r["v"] for r in rows}
@@ -378,9 +411,14 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
         stored = cal.model_copy(update={"created_at": utc_now()})
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO calibrations (run_id, scorer, scorer_version, n_labels,"
+                "INSERT INTO calibrations (run_id, scorer, scorer_version, n_labels,"
                 " true_pos, false_neg, true_neg, false_pos, labels_path, labels_sha256, detail_json,"
-                " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id, scorer) DO UPDATE SET"
+                " scorer_version=excluded.scorer_version, n_labels=excluded.n_labels,"
+                " true_pos=excluded.true_pos, false_neg=excluded.false_neg, true_neg=excluded.true_neg,"
+                " false_pos=excluded.false_pos, labels_path=excluded.labels_path,"
+                " labels_sha256=excluded.labels_sha256, detail_json=excluded.detail_json,"
+                " created_at=excluded.created_at",
                 (stored.run_id, stored.scorer, stored.scorer_version, stored.n_labels,
                  *stored.sensitivity_counts, *stored.specificity_counts, stored.labels_path,
                  stored.labels_sha256, _dumps(stored.detail), stored.created_at),
@@ -389,8 +427,7 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
 
     def calibrations(self, run_id: str, scorer: str | None = None) -> list[CalibrationRecord]:
         """The run's own calibrations (of ``scorer`` only, when given), by scorer name."""
-        if self.read_only and not self._read(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='calibrations'"):
+        if self.read_only and not self._has_table("calibrations"):
             return []  # a store written before calibrations were kept, opened read-only
         sql, args = "SELECT * FROM calibrations WHERE run_id=?", [run_id]
         if scorer is not None:
@@ -425,8 +462,11 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
         """Store a successful reply under ``key`` (the caller never caches a failure)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO cache (key, completion, input_tokens, output_tokens,"
-                " latency_s, finish_reason, created_at) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO cache (key, completion, input_tokens, output_tokens,"
+                " latency_s, finish_reason, created_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET"
+                " completion=excluded.completion, input_tokens=excluded.input_tokens,"
+                " output_tokens=excluded.output_tokens, latency_s=excluded.latency_s,"
+                " finish_reason=excluded.finish_reason, created_at=excluded.created_at",
                 (key, reply.text, reply.input_tokens, reply.output_tokens,
                  reply.latency_s, reply.finish_reason, utc_now()),
             )
@@ -437,7 +477,7 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
-def _run_from_row(row: sqlite3.Row) -> RunRecord:
+def _run_from_row(row: Row) -> RunRecord:
     status = row["status"]
     if status == "running" and not is_alive(row["pid"], row["host"], row["proc_start"]):
         status = "interrupted"  # its process is gone: killed, or crashed
@@ -451,7 +491,7 @@ def _run_from_row(row: sqlite3.Row) -> RunRecord:
     )
 
 
-def _sample_from_row(row: sqlite3.Row) -> SampleRecord:
+def _sample_from_row(row: Row) -> SampleRecord:
     return SampleRecord(
         id=row["id"], run_id=row["run_id"], prompt_id=row["prompt_id"], category=row["category"],
         epoch=row["epoch"], transform_chain=row["transform_chain"], seed=row["seed"],
@@ -464,5 +504,11 @@ def _sample_from_row(row: sqlite3.Row) -> SampleRecord:
 
 
 def open_store(path: str | PathLike[str] | None = None, *, read_only: bool = False) -> Store:
-    """Open the store at ``path``, ``$REFUTE_STORE`` or ``.refute/refute.db``."""
-    return Store(store_path(path), read_only=read_only)
+    """Open the store at ``path``, ``$REFUTE_STORE`` or ``.refute/refute.db``: a SQLite file, or a
+    PostgreSQL database for a ``postgresql://`` (or ``postgres://``) URL."""
+    location = store_location(path)
+    if isinstance(location, str):
+        from refute.store._postgres import PostgresStore  # deferred: it subclasses Store (a circular import)
+
+        return PostgresStore(location, read_only=read_only)
+    return Store(location, read_only=read_only)
