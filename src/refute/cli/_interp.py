@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from refute.cli._common import StoreOption, bad_input, check_output_path, err, finite, friendly_errors, out, store_from
+from refute.cli._executor import ExecutorName, ExecutorOption, RayAddressOption, WorkersOption, executor_from
 from refute.datasets import load_dataset
 from refute.errors import ConfigError, ScorerError
 from refute.interp import CausalConfig, run_causal
@@ -75,6 +76,9 @@ def causal(
     report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML page (SVG interval plots, tables, checks) here, and Markdown beside it.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
     store: StoreOption = None,
+    executor: ExecutorOption = ExecutorName.local,
+    ray_address: RayAddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Test a refusal direction causally, against a random control, on held-out prompts.
 
@@ -107,7 +111,7 @@ def causal(
         parse_spec(model)
         make_splits(config)
         _check_tasks_and_scorer(config.tasks, scorer)
-    with store_from(store) as db:
+    with store_from(store) as db, executor_from(executor, ray_address, workers):
         backend = load_model(model, dtype=dtype, batch_size=batch_size)
         try:
             result = run_causal(backend, db, config, progress=lambda msg: err.print(f"[dim]{msg}[/]"), bars=progress)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from refute.cli._common import StoreOption, bad_input, err, friendly_errors, loaded_models, out, store_from
+from refute.cli._executor import ExecutorName, ExecutorOption, RayAddressOption, WorkersOption, executor_from
 from refute.models import parse_spec
 from refute.redteam._attacks import attack_tasks, parse_attack_args
 from refute.redteam._campaign import DEFAULT_CAPABILITY_LIMIT, DEFAULT_TRANSFORMS, campaign_tasks, run_campaign
@@ -33,6 +34,9 @@ def redteam(
     list_: Annotated[bool, typer.Option("--list", help="List the registered transforms and exit.")] = False,
     store: StoreOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    executor: ExecutorOption = ExecutorName.local,
+    ray_address: RayAddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """The robustness gap: refusal under each transform against canonical requests.
 
@@ -45,6 +49,8 @@ def redteam(
       refute redteam --limit 40 --capability-limit 30          # a quick look
 
       refute redteam --attacks pair,crescendo,gcg --attack-limit 5 --attacker default
+
+      refute redteam --limit 40 --executor ray --workers 4
 
       refute redteam --list
     """
@@ -68,7 +74,7 @@ def redteam(
         attack_args = parse_attack_args(attack_arg or [])
         harmful_task, cap_task = campaign_tasks(**settings)
         attack_tasks(names, harmful_task, cap_task, limit=attack_limit, args=attack_args, helpers=roles)
-    with loaded_models(model, roles) as models, store_from(store) as db:
+    with executor_from(executor, ray_address, workers), loaded_models(model, roles) as models, store_from(store) as db:
         target = models.pop("target")
         campaign = run_campaign(db, target, progress=progress, attacks=names, attack_limit=attack_limit,
                                 attack_args=attack_args, helpers=models, **settings)

@@ -10,7 +10,8 @@ import typer
 from pydantic import ValidationError
 
 from refute.agents import resolve_sandbox
-from refute.cli._common import StoreOption, err, finite, friendly_errors, loaded_models, out, store_from
+from refute.cli._common import StoreOption, endpoint_urls, err, finite, friendly_errors, loaded_models, out, store_from
+from refute.cli._executor import ExecutorName, ExecutorOption, RayAddressOption, WorkersOption, executor_from
 from refute.datasets import load_dataset
 from refute.engine import PluginSpec, TaskConfig, check_helpers, get_solver, resume_run, run_task
 from refute.errors import ConfigError
@@ -60,6 +61,9 @@ def run(
     resume: Annotated[str | None, typer.Option("--resume", help="Finish the run with this id; nothing completed is redone. --base-url, --concurrency, --timeout and --retries may change.")] = None,
     store: StoreOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    executor: ExecutorOption = ExecutorName.local,
+    ray_address: RayAddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Run an eval and store every sample as it completes.
 
@@ -85,10 +89,14 @@ def run(
       refute run -m default -d agentic-basic --epochs 3 --temperature 0.7
 
       refute run --resume 3f2a9c1b7d4e --base-url http://new-host:8000/v1
+
+      refute run -m default -d harmful --epochs 5 --executor ray --workers 4
+
+      refute run --resume 3f2a9c1b7d4e --executor ray --ray-address auto
     """
     if dtype not in ("auto", "float32", "bfloat16"):
         raise ConfigError(f"--dtype '{dtype}': choose auto, float32 or bfloat16")
-    urls = (base_url[0] if len(base_url) == 1 else list(base_url)) if base_url else None
+    urls = endpoint_urls(base_url)
     options = {"dtype": dtype, "batch_size": batch_size, "concurrency": concurrency,
                "base_url": urls, "timeout_s": timeout, "max_retries": retries}
     with store_from(store) as db:
@@ -99,7 +107,8 @@ def run(
                                   "(only --model, --base-url, --concurrency, --timeout, --retries apply)")
             overrides = {k: v for k, v in options.items()
                          if v is not None and _given(ctx, _PARAM_OF.get(k, k))}
-            record = resume_run(resume, db, progress=progress, model_spec=model, load_options=overrides)
+            with executor_from(executor, ray_address, workers):
+                record = resume_run(resume, db, progress=progress, model_spec=model, load_options=overrides)
         else:
             if not model or not dataset:
                 raise ConfigError("refute run needs --model and --dataset (or --resume RUN_ID); see --help")
@@ -113,11 +122,11 @@ def run(
             roles = {r: s for r, s in (("attacker", attacker), ("judge", judge), ("rewriter", rewriter)) if s}
             _check_before_loading(task, model, roles)
             load = {k: v for k, v in options.items() if v is not None}
-            with loaded_models(model, roles, load) as models:
+            with executor_from(executor, ray_address, workers), loaded_models(model, roles, load) as models:
                 target = models.pop("target")
                 record = run_task(task, target, db, name=name, load_options=load, progress=progress,
                                   helpers=models)
-        err.print(f"run [bold]{record.id}[/] {record.status}; store {Path(db.path)}")
+        err.print(f"run [bold]{record.id}[/] {record.status}; store {db.location}")
         print_run_summary(db, record.id, out)
         ok, bad = db.sample_counts(record.id)
     if record.status != "completed":

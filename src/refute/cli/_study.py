@@ -9,6 +9,7 @@ import typer
 from rich.table import Table as RichTable
 
 from refute.cli._common import ExitCode, StoreOption, check_output_path, err, friendly_errors, out, store_from
+from refute.cli._executor import ExecutorName, ExecutorOption, RayAddressOption, WorkersOption, executor_from
 from refute.gate import GateDecision, gate_study, load_policy, study_gate
 from refute.report._document import build_report, study_report
 from refute.report._html import default_report_path, write_report
@@ -55,6 +56,9 @@ def study_run(
     unredacted: Annotated[bool, typer.Option("--unredacted", help="Show replies to harmful requests and attack prompts in the report.")] = False,
     store: StoreOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    executor: ExecutorOption = ExecutorName.local,
+    ray_address: RayAddressOption = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Run a study end to end, reusing stored samples.
 
@@ -67,11 +71,13 @@ def study_run(
       refute study run my-study.yaml
 
       refute study run my-study.yaml --no-report --store /tmp/s.db
+
+      refute study run my-study.yaml --executor ray --ray-address auto
     """
     loaded = load_study(study)  # every check happens here, before any model loads
     if output is not None:
         check_output_path(output, "--output")
-    with store_from(store) as db:
+    with store_from(store) as db, executor_from(executor, ray_address, workers):
         result = run_study(loaded, db, progress=progress, on_event=lambda m: err.print(f"[dim]{m}[/]"),
                            gate=study_gate)
         err.print(f"study {loaded.spec.id} (sha256 {loaded.hash12}) stored in {db.path.parent / 'studies' / (loaded.hash12 + '.json')}")

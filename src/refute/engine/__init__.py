@@ -1,5 +1,6 @@
 """The eval engine: tasks, solvers, and runs that store every sample as it completes."""
 
+from refute.engine._executor import Executor, current_executor, use_executor
 from refute.engine._observations import primary_of, primary_scorer, run_observations
 from refute.engine._progress import ProgressSink, progress_bar
 from refute.engine._runner import (
@@ -25,6 +26,7 @@ from refute.engine._solver import (
 from refute.engine._task import PluginSpec, TaskConfig
 
 __all__ = [
+    "Executor",
     "PlannedSample",
     "PluginSpec",
     "ProgressSink",
@@ -33,6 +35,7 @@ __all__ = [
     "TaskConfig",
     "asks",
     "check_helpers",
+    "current_executor",
     "default_scorers",
     "derive_seed",
     "get_solver",
@@ -48,4 +51,5 @@ __all__ = [
     "run_task",
     "single_turn",
     "solver",
+    "use_executor",
 ]

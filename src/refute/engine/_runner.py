@@ -14,6 +14,8 @@ Nothing it reports is silently wrong:
 - Backends that take concurrent calls (``concurrent = True``: remote servers) are fed one request
   at a time as slots free up, so one slow reply never holds back the others; local batched
   backends get batches.
+- Inside ``use_executor("ray")`` the samples are sharded across Ray actors (`refute.engine._ray`),
+  each running this engine on its chunk; this process alone writes the store.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol
 
 from refute._seeds import derive_seed  # a sample's seed: derive_seed(run seed, prompt id, epoch, chain)
 from refute.datasets import Dataset, Record, load_dataset
+from refute.engine._executor import current_executor
 from refute.engine._progress import progress_bar
 from refute.engine._solver import SampleState, SolverRun, get_solver, helper_roles
 from refute.engine._task import TaskConfig
@@ -285,15 +288,16 @@ def _execute(run: RunRecord, planned: Sequence[PlannedSample], scorers: list[Sco
     done = store.completed_keys(run.id)
     todo = deque(p for p in planned if p.key not in done)
     store.set_status(run.id, "running")
-    engine = _Engine(run.id, task, solve, models, store, scorers)
+    executor = current_executor()
     try:
         with progress_bar(f"run {run.id}", total=len(planned), done=len(planned) - len(todo),
                           enabled=progress) as bar:
-            engine.bar = bar
-            if all(getattr(m, "concurrent", False) for m in models.values()):
-                engine.stream(todo)
+            if executor.kind == "ray" and todo:
+                from refute.engine._ray import run_on_ray  # deferred: _ray builds on this module
+
+                run_on_ray(run, todo, scorers, models, store, bar, executor)
             else:
-                engine.batches(todo)
+                _Engine(run.id, task, solve, models, store, scorers, bar).run(todo)
     except BaseException as exc:
         _stop(store, run.id, exc)
         raise
@@ -321,6 +325,17 @@ def _cap(completion: Completion) -> tuple[Completion, bool]:
     return replace(completion, text=completion.text[:MAX_REPLY_CHARS]), True
 
 
+class EngineStore(Protocol):
+    """What the engine needs of a store: the request cache, and somewhere to commit each sample
+    (`Store` itself; a Ray worker's stand-in that collects them for the driver to write)."""
+
+    def cache_get(self, key: str) -> CachedReply | None: ...
+
+    def cache_put(self, key: str, reply: CachedReply) -> None: ...
+
+    def record_sample(self, sample: SampleRecord, scores: Sequence[ScoreRecord] = ()) -> int: ...
+
+
 @dataclass
 class _Engine:
     """Drives the solvers of one run: asks the models, advances each sample, commits it."""
@@ -329,9 +344,16 @@ class _Engine:
     task: TaskConfig
     solve: Any
     models: dict[str, ModelBackend]
-    store: Store
+    store: EngineStore
     scorers: list[Scorer]
     bar: Any = None
+
+    def run(self, todo: deque[PlannedSample]) -> None:
+        """Every sample of ``todo``: streamed when every model takes concurrent calls, else batched."""
+        if all(getattr(m, "concurrent", False) for m in self.models.values()):
+            self.stream(todo)
+        else:
+            self.batches(todo)
 
     def _start(self, plan: PlannedSample) -> _Slot | None:
         """A new sample's first request, or None when its solver failed before asking (committed)."""
@@ -475,7 +497,12 @@ def _model_for(models: dict[str, ModelBackend], request: GenerateRequest) -> Mod
     return models[request.role]
 
 
-def _commit(store: Store, run_id: str, slot: _Slot, scorers: list[Scorer]) -> None:
+def _commit(store: EngineStore, run_id: str, slot: _Slot, scorers: list[Scorer]) -> None:
+    store.record_sample(*build_sample(run_id, slot, scorers))
+
+
+def build_sample(run_id: str, slot: _Slot, scorers: list[Scorer]) -> tuple[SampleRecord, list[ScoreRecord]]:
+    """The record of a finished sample and its scores (the scorers run here)."""
     plan, state = slot.plan, slot.state
     completion = state.completion
     error = completion.error if completion is not None else None
@@ -498,7 +525,7 @@ def _commit(store: Store, run_id: str, slot: _Slot, scorers: list[Scorer]) -> No
                           metadata=state.metadata)
         for s in scorers:
             scores.append(_safe_score(s, item))
-    store.record_sample(sample, scores)
+    return sample, scores
 
 
 def _safe_score(s: Scorer, item: ScoreInput) -> ScoreRecord:
