@@ -22,11 +22,12 @@ def list_models() -> None:
 
     A spec is a base model followed by edits, applied left to right: BASE+ablate:FILE,
     BASE+steer:FILE@LAYER*COEF, BASE+sae:FILE#FEATURES (12,40=3.5: ablate 12, clamp 40 to 3.5),
-    BASE+lora:DIR. Edits need a local base (not openai:).
+    BASE+lora:DIR. Edits need a local transformers base (not openai: or vllm:).
 
     Example: refute models list
     """
-    table = Table(title="embedded models (other specs: hf:REPO_OR_DIR, gguf:FILE, openai:MODEL)")
+    table = Table(title="embedded models (other specs: hf:REPO_OR_DIR, gguf:FILE, openai:MODEL, "
+                        "vllm:REPO_OR_DIR on a CUDA GPU)")
     for col in ("spec", "model", "licence", "installed", "GGUF", "converted checkpoint"):
         table.add_column(col)
     for row in embedded_status():

@@ -1,5 +1,5 @@
 """Turn a spec string into a backend: ``default``, ``gemma3-270m``, ``hf:``, ``gguf:``, ``openai:``,
-each optionally followed by edits (``+ablate:FILE``, ``+steer:FILE@LAYER*COEF``,
+``vllm:``, each optionally followed by edits (``+ablate:FILE``, ``+steer:FILE@LAYER*COEF``,
 ``+sae:FILE#FEATURES``, ``+lora:DIR``; see `refute.models._edits`), applied left to right."""
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from refute.models._embedded import EMBEDDED, assemble
 from refute.models._gguf import ensure_converted
 from refute.models._hf import HFBackend
 from refute.models._openai import OpenAIBackend
+from refute.models._vllm import VLLMBackend
 
 __all__ = ["ModelSpec", "load_model", "parse_spec", "prepare_embedded"]
 
 SPEC_HELP = (
-    "use 'default', 'gemma3-270m', 'hf:<repo id or dir>', 'gguf:<file>' "
-    "or 'openai:<model>' (with --base-url), optionally followed by "
+    "use 'default', 'gemma3-270m', 'hf:<repo id or dir>', 'gguf:<file>', "
+    "'openai:<model>' (with --base-url) or 'vllm:<repo id or dir>' (vLLM on this machine's GPU), "
+    "optionally followed by "
     "+ablate:FILE, +steer:FILE@LAYER*COEF, +sae:FILE#FEATURES or +lora:DIR"
 )
 
@@ -30,7 +32,7 @@ SPEC_HELP = (
 class ModelSpec:
     """A parsed spec string: a base model (``kind`` and ``target``) and the edits applied to it."""
 
-    kind: Literal["embedded", "hf", "gguf", "openai"]
+    kind: Literal["embedded", "hf", "gguf", "openai", "vllm"]
     target: str
     raw: str
     edits: tuple[Edit, ...] = ()
@@ -48,7 +50,7 @@ def _parse_base(text: str) -> tuple[str, str] | None:
     if text in EMBEDDED:
         return "embedded", text
     prefix, sep, rest = text.partition(":")
-    if sep and prefix in ("hf", "gguf", "openai") and rest:
+    if sep and prefix in ("hf", "gguf", "openai", "vllm") and rest:
         return prefix, rest
     return None
 
@@ -57,7 +59,8 @@ def parse_spec(spec: str) -> ModelSpec:
     """Parse ``BASE(+EDIT)*``; a `ConfigError` names the part that is wrong and why.
 
     Edit files must exist (they are read when the model loads); an edit on an ``openai:`` base is
-    refused, since a remote model has no weights or activations to edit here.
+    refused, since a remote model has no weights or activations to edit here, and so is one on a
+    ``vllm:`` base (edits run on the transformers backend).
     """
     spec = spec.strip()
     parts = split_spec(spec)
@@ -72,6 +75,9 @@ def parse_spec(spec: str) -> ModelSpec:
         if base[0] == "openai":
             raise ConfigError(f"{where}: edits need local weights, and '{parts[0]}' is a remote model; "
                               "use default, gemma3-270m, hf:<repo id or dir> or gguf:<file> as the base")
+        if base[0] == "vllm":
+            raise ConfigError(f"{where}: edits run on the transformers backend, and vLLM serves the weights "
+                              f"as they are; use hf:{base[1]} as the base")
         try:
             edits.append(parse_edit(part.strip()))
         except ConfigError as exc:
@@ -126,6 +132,8 @@ def _load_base(parsed: ModelSpec, *, base_url: str | Sequence[str] | None, dtype
     local: dict[str, Any] = {"dtype": dtype, "device": device}
     if batch_size:
         local["batch_size"] = batch_size
+    if parsed.kind == "vllm":
+        return VLLMBackend(parsed.target, dtype=dtype, max_num_seqs=batch_size)
     if parsed.kind == "embedded":
         directory = prepare_embedded(parsed.target)
         return HFBackend(directory, spec=parsed.base,
@@ -154,7 +162,7 @@ def _apply_edits(backend: ModelBackend, parsed: ModelSpec) -> ModelBackend:
     try:
         for i, edit in enumerate(parsed.edits, start=2):
             where = f"model spec '{parsed.raw}': part {i} '{edit}'"
-            sha256 = file_sha256(edit.path)
+            sha256 = None if edit.path is None else file_sha256(edit.path)
             try:
                 backend = edit_applier(edit.kind)(backend, edit)
             except ModelNotInstalledError as exc:
