@@ -6,6 +6,7 @@ import typer
 
 from refute.cli import _train_check, _train_data  # noqa: F401 - they add `refute train` subcommands
 from refute.cli._agent import agent_app
+from refute.cli._awareness import awareness_app
 from refute.cli._demo import demo
 from refute.cli._finding import finding_app
 from refute.cli._gaming import gaming_app
@@ -18,6 +19,7 @@ from refute.cli._run import run
 from refute.cli._runs import export, runs_app
 from refute.cli._serve import monitor, serve
 from refute.cli._stats import compare, plan
+from refute.cli._store_cmd import store_app
 from refute.cli._study import gate, report, study_app
 from refute.cli._train import train_app
 from refute.cli._view import view
@@ -37,6 +39,7 @@ app.command("export")(export)
 app.command("compare")(compare)
 app.command("plan")(plan)
 app.add_typer(runs_app, name="runs")
+app.add_typer(store_app, name="store")
 app.add_typer(models_app, name="models")
 app.add_typer(judge_app, name="judge")
 app.add_typer(interp_app, name="interp")
@@ -52,6 +55,7 @@ app.command("monitor")(monitor)
 app.command("layers")(layers)
 app.add_typer(agent_app, name="agent")
 app.add_typer(gaming_app, name="gaming")
+app.add_typer(awareness_app, name="awareness")
 
 
 def main() -> None:

@@ -44,7 +44,8 @@ def _settings_help(settings: type[BaseModel]) -> str:
     return "\n\n".join(lines)
 
 
-def _command(exp: Experiment) -> Any:
+def experiment_command(exp: Experiment) -> Any:
+    """The CLI command that runs ``exp``: its settings as --set/--settings, a result folder and reports."""
     @friendly_errors
     def command(
         model: Annotated[str | None, typer.Option("--model", "-m", help="Model spec for every model role of the "
@@ -77,7 +78,7 @@ def _command(exp: Experiment) -> Any:
         settings = parse_settings(exp.name, values, where=where)
         out_dir = out if out is not None else (store_path(store).parent / _RESULTS
                                                / f"{exp.name}-{digest(exp.name, settings)}")
-        err.print(f"refute gaming {exp.name}: results in {out_dir}", highlight=False)
+        err.print(f"refute {exp.group} {exp.command_name}: results in {out_dir}", highlight=False)
         models = ModelCache(say=lambda s: err.print(s, highlight=False), dtype=dtype)
         try:
             with store_from(store) as st:
@@ -95,14 +96,14 @@ def _command(exp: Experiment) -> Any:
     command.__doc__ = (f"{exp.summary}\n\n{exp.title}. Every model reply is stored in the store; the "
                        "result (figures with 95% intervals, curves, tables) goes to result.json and an HTML "
                        f"report.\n\nSettings (--set NAME=VALUE):\n\n{_settings_help(exp.settings)}\n\n"
-                       f"Examples:\n\n  refute gaming {exp.name}\n\n"
-                       f"  refute gaming {exp.name} --set '{example}' --out results/\n\n"
+                       f"Examples:\n\n  refute {exp.group} {exp.command_name}\n\n"
+                       f"  refute {exp.group} {exp.command_name} --set '{example}' --out results/\n\n"
                        f"  refute gaming report {RESULTS_HINT}  # several results on one page")
     return command
 
 
-for _name in experiment_names():
-    gaming_app.command(_name)(_command(get_experiment(_name)))
+for _name in experiment_names("gaming"):
+    gaming_app.command(_name)(experiment_command(get_experiment(_name)))
 
 
 @gaming_app.command("report")

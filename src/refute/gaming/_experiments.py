@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from refute.errors import ConfigError
 from refute.gaming._result import ExperimentResult
+from refute.registry import load_plugins
 
 if TYPE_CHECKING:
     from refute.models import ModelBackend
@@ -55,28 +56,40 @@ class Experiment:
     run: Callable[[Any, Context], ExperimentResult]
     #: Settings fields that name model specs (loaded through ``Context.models``).
     model_fields: tuple[str, ...] = ()
+    #: The CLI group the experiment's command sits in (``refute gaming NAME``, ``refute awareness NAME``).
+    group: str = "gaming"
+    #: The command's name within its group (default: the experiment's name).
+    command: str | None = None
+
+    @property
+    def command_name(self) -> str:
+        return self.command or self.name
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def experiment(name: str, *, title: str, summary: str, settings: type[S],
-               model_fields: tuple[str, ...] = ()) -> Callable[[Callable[[S, Context], ExperimentResult]],
-                                                               Callable[[S, Context], ExperimentResult]]:
-    """Register ``run(settings, ctx)`` as the experiment ``name``."""
+def experiment(name: str, *, title: str, summary: str, settings: type[S], model_fields: tuple[str, ...] = (),
+               group: str = "gaming", command: str | None = None,
+               ) -> Callable[[Callable[[S, Context], ExperimentResult]], Callable[[S, Context], ExperimentResult]]:
+    """Register ``run(settings, ctx)`` as the experiment ``name`` (the command ``refute GROUP COMMAND``)."""
     def register(run: Callable[[S, Context], ExperimentResult]) -> Callable[[S, Context], ExperimentResult]:
         if name in EXPERIMENTS:
             raise ConfigError(f"experiment '{name}' is registered twice")
-        EXPERIMENTS[name] = Experiment(name, title, summary, settings, run, model_fields)
+        EXPERIMENTS[name] = Experiment(name, title, summary, settings, run, model_fields, group, command)
         return run
     return register
 
 
-def experiment_names() -> list[str]:
-    return sorted(EXPERIMENTS)
+def experiment_names(group: str | None = None) -> list[str]:
+    """Registered experiments (of ``group`` only, when given), by name."""
+    return sorted(n for n, e in EXPERIMENTS.items() if group is None or e.group == group)
 
 
 def get_experiment(name: str) -> Experiment:
+    """The experiment ``name``; plug-ins (refute's own upper packages among them) are loaded on a miss."""
+    if name not in EXPERIMENTS:
+        load_plugins()
     try:
         return EXPERIMENTS[name]
     except KeyError:

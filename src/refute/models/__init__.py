@@ -1,5 +1,5 @@
 """Model backends behind one interface, chosen by a spec string (``default``, ``hf:...``, ...),
-with edits (``+ablate:``, ``+steer:``, ``+sae:``, ``+lora:``) composed left to right."""
+with edits (``+ablate:``, ``+steer:``, ``+sae:``, ``+lora:``, ``+noise:``) composed left to right."""
 
 from refute.models._base import (
     Completion,
@@ -14,12 +14,14 @@ from refute.models._edits import (
     AblateEdit,
     Edit,
     LoraEdit,
+    NoiseEdit,
     SAEEdit,
     SAEFeature,
     SteerEdit,
 )
 from refute.models._embedded import EMBEDDED, EmbeddedModel
 from refute.models._encode import encode, render
+from refute.models._noise import noised
 from refute.models._spec import ModelSpec, load_model, parse_spec, prepare_embedded
 
 __all__ = [
@@ -36,11 +38,13 @@ __all__ = [
     "ModelBackend",
     "ModelInfo",
     "ModelSpec",
+    "NoiseEdit",
     "SAEEdit",
     "SAEFeature",
     "SteerEdit",
     "encode",
     "load_model",
+    "noised",
     "parse_spec",
     "prepare_embedded",
     "render",

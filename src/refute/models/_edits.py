@@ -13,6 +13,7 @@ Grammar::
              | "steer:" FILE "@" LAYER "*" COEF  add COEF * vector to the residual entering LAYER
              | "sae:" FILE "#" FEATURES         ablate (i) or clamp (i=VALUE) SAE features
              | "lora:" DIR                      a peft LoRA adapter, merged into the weights
+             | "noise:" SCALE "@" SEED          Gaussian noise (std SCALE) added to every weight
     FEATURES := INDEX ["=" VALUE] ("," INDEX ["=" VALUE])*
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "Edit",
     "EditApplier",
     "LoraEdit",
+    "NoiseEdit",
     "SAEEdit",
     "SAEFeature",
     "SteerEdit",
@@ -47,7 +49,7 @@ __all__ = [
 ]
 
 EDIT_HELP = ("edits: +ablate:FILE, +steer:FILE@LAYER*COEF, +sae:FILE#FEATURES (e.g. #12,40=3.5), "
-             "+lora:DIR")
+             "+lora:DIR, +noise:SCALE@SEED")
 #: Files a direction (ablate, steer) may come from: what `Direction.save` writes, or a NumPy array.
 DIRECTION_SUFFIXES = (".safetensors", ".npz", ".npy")
 
@@ -176,7 +178,27 @@ class LoraEdit:
         return {"kind": self.kind, "directory": str(self.path), **extra}
 
 
-Edit = AblateEdit | SteerEdit | SAEEdit | LoraEdit
+@dataclass(frozen=True)
+class NoiseEdit:
+    """Gaussian noise of standard deviation ``scale`` added to every weight, drawn from ``seed`` (Tice et
+    al. 2024: noise that should only hurt a model reveals a capability it hides when accuracy rises)."""
+
+    kind: ClassVar[str] = "noise"
+    scale: float
+    seed: int
+
+    @property
+    def path(self) -> None:
+        return None  # nothing on disk: the scale and the seed say it all
+
+    def __str__(self) -> str:
+        return f"noise:{_g(self.scale)}@{self.seed}"
+
+    def record(self) -> dict[str, Any]:
+        return {"kind": self.kind, "scale": self.scale, "seed": self.seed}
+
+
+Edit = AblateEdit | SteerEdit | SAEEdit | LoraEdit | NoiseEdit
 #: ``applier(backend, edit) -> backend``: the edited backend, which owns (and closes) ``backend``.
 EditApplier = Callable[[Any, Any], Any]
 
@@ -222,11 +244,22 @@ def _parse_lora(body: str) -> LoraEdit:
     return LoraEdit(body)
 
 
+def _parse_noise(body: str) -> NoiseEdit:
+    scale, at, seed = body.rpartition("@")
+    if not at:
+        raise ConfigError("expected noise:SCALE@SEED, e.g. noise:0.001@0")
+    value = _number(scale, "SCALE")
+    if value < 0:
+        raise ConfigError(f"SCALE is a standard deviation, 0 or more; got {value:g}")
+    return NoiseEdit(value, _index(seed, "SEED"))
+
+
 _PARSERS: dict[str, Callable[[str], Edit]] = {
     "ablate": lambda body: AblateEdit(_file(body, "FILE", DIRECTION_SUFFIXES)),
     "steer": _parse_steer,
     "sae": _parse_sae,
     "lora": _parse_lora,
+    "noise": _parse_noise,
 }
 _EDIT_START = re.compile(rf"^\s*(?:[a-z][a-z0-9_-]*[:(]|(?:{'|'.join(_PARSERS)})\s*$|\s*$)")
 
@@ -269,6 +302,7 @@ _BUILTIN: dict[str, str] = {
     "steer": "refute.interp._model_edits",
     "sae": "refute.interp._model_edits",
     "lora": "refute.models._lora",
+    "noise": "refute.models._noise",
 }
 
 

@@ -13,6 +13,7 @@ conservative end (`conservative_end`), L2-penalised logistic regression (`logist
 and resampling for bootstraps (``refute.stats._bootstrap``).
 """
 
+from refute.stats._bootstrap import bootstrap_interval
 from refute.stats._common import DEFAULT_SEED, Better, Estimate, conservative_end
 from refute.stats._compare import (
     ComparisonRow,
@@ -56,6 +57,7 @@ __all__ = [
     "RateMethod",
     "StackStats",
     "adjust_pvalues",
+    "bootstrap_interval",
     "compare_conditions",
     "conservative_end",
     "design_effect",
