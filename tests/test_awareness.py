@@ -395,7 +395,7 @@ def test_the_probe_is_scored_on_held_out_families_and_its_ablation_against_a_ran
     elif effect.low <= 0 <= effect.high:
         assert "causal role not established" in finding
     else:
-        assert "causal" in finding and "not established" not in finding
+        assert "plays a causal role" in finding and "not established" not in finding
     assert [row[0].endswith("(chosen)") for row in result.tables[0].rows].count(True) == 1
 
 
@@ -409,8 +409,8 @@ def held_out_ids(limit: int) -> list[str]:
 @pytest.mark.parametrize(("auroc", "effect", "wording"), [
     ((0.5, 0.4, 0.6), (-0.2, -0.3, -0.1), "not reliably above chance"),
     ((0.9, 0.8, 0.97), None, "causal role not established (the ablation test was not run)"),
-    ((0.9, 0.8, 0.97), (-0.2, -0.35, -0.05), "shrank the compliance gap by 0.200 beyond"),
-    ((0.9, 0.8, 0.97), (0.2, 0.05, 0.35), "widened the compliance gap"),
+    ((0.9, 0.8, 0.97), (-0.2, -0.35, -0.05), "moved the compliance gap by -0.200 [-0.350, -0.050] relative"),
+    ((0.9, 0.8, 0.97), (0.2, 0.05, 0.35), "it plays a causal role"),
     ((0.9, 0.8, 0.97), (-0.05, -0.2, 0.1), "Correlated with evaluation cues; causal role not established"),
 ])
 def test_the_probe_finding_follows_the_evidence(auroc: tuple[float, float, float],

@@ -381,8 +381,23 @@ def test_store_copy_skips_a_different_run_unless_replace_and_brings_a_runs_paren
         assert report.copied == [] and [r for r, _ in report.skipped] == [parent, child]
         assert "different" in report.skipped[1][1] and d.sample_counts(child) == (4, 1)
         report = copy_runs(s, d, replace=True)
-        assert report.replaced == [child] and d.sample_counts(child) == (5, 1)
+        assert report.replaced == [parent, child] and d.sample_counts(child) == (5, 1)
         assert _export(d) == _export(s)
+        s.record_sample(_sample(child, "bad", completion="fixed on resume"))  # the failed sample, done in place
+        assert s.sample_counts(child) == (6, 0)
+        report = copy_runs(s, d)  # the same number of rows, but not the same run
+        assert [r for r, _ in report.skipped] == [parent, child] and "different" in report.skipped[1][1]
+        assert copy_runs(s, d, replace=True).replaced == [parent, child] and d.sample_counts(child) == (6, 0)
         with pytest.raises(ConfigError, match="same store"):
             copy_runs(s, s)
     assert sqlite3.connect(dst).execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 11
+    orphan = tmp_path / "orphan.db"
+    with Store(orphan) as o:
+        parent, child = _fill(o)
+    db = sqlite3.connect(orphan)
+    db.execute("PRAGMA foreign_keys=OFF")
+    db.execute("DELETE FROM runs WHERE id = ?", (parent,))  # a store whose parent run was removed by hand
+    db.commit()
+    db.close()
+    with Store(orphan) as o, Store(tmp_path / "out.db") as d, pytest.raises(ConfigError, match="parent run"):
+        copy_runs(o, d)

@@ -203,13 +203,8 @@ def _finding(auroc: Figure, site: str, effect: Figure | None, causal: bool) -> s
         return read + ": not reliably above chance, so no evaluation-awareness feature was found at these sites."
     if not causal or effect is None:
         return read + ". Correlated with evaluation cues; causal role not established (the ablation test was not run)."
-    if effect.high < 0:
-        return (read + f". Ablating its direction shrank the compliance gap by {-effect.value:.3f} beyond a "
-                f"norm-matched random direction ({effect.text()}): it plays a causal role in the gap on held-out "
-                "prompts and cues.")
-    if effect.low > 0:
-        return (read + ". Ablating its direction widened the compliance gap beyond the random control "
-                f"({effect.text()}): it is causally involved, in the direction opposite to a simple 'being tested' "
-                "switch.")
+    if effect.low > 0 or effect.high < 0:
+        return (read + f". Ablating its direction moved the compliance gap by {effect.text()} relative to a "
+                "norm-matched random direction: it plays a causal role in the gap on held-out prompts and cues.")
     return (read + ". Correlated with evaluation cues; causal role not established: ablating its direction changed "
             f"the gap by {effect.text()} relative to a norm-matched random direction, an interval that holds 0.")

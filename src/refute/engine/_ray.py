@@ -339,6 +339,9 @@ def run_on_ray(run: RunRecord, todo: Sequence[PlannedSample], scorers: list[Scor
                     if isinstance(exc, RayActorError):  # the worker died: a fresh one takes its place
                         actors[slot] = pool.replace(actors[slot])
                     idle.append(slot)
+                    if "ConfigError" in _cause(exc):  # a setting the worker cannot use: retrying cannot help
+                        raise ConfigError(f"run {run.id}: a Ray worker could not run it: {_cause(exc)}; every "
+                                          "sample stored so far is kept") from None
                     _retry(run.id, chunk, _cause(exc), pending)
                     continue
                 if done.key in stored:
@@ -358,7 +361,8 @@ def _share(ray: Any, workers: int, models: dict[str, ModelBackend]) -> dict[str,
     """Each actor's share of the cluster: CPUs, and GPUs for models on a GPU."""
     resources = ray.cluster_resources()
     share = {"num_cpus": min(1.0, float(resources.get("CPU", 1.0)) / max(1, workers))}
-    if any(str(m.info.details.get("device", "")).startswith("cuda") for m in models.values()):
+    if any(str(m.info.details.get("device", "")).startswith("cuda") or m.info.backend == "vllm"
+           for m in models.values()):
         share["num_gpus"] = min(1.0, float(resources.get("GPU", 0.0)) / max(1, workers))
         if not share["num_gpus"]:
             raise ConfigError("the run's model is on a GPU, but the Ray cluster has none; run it with "

@@ -56,7 +56,7 @@ def add_noise(model: Any, scale: float, seed: int) -> int:
                 continue
             seen.add(id(param))
             noise = torch.randn(param.shape, generator=_generator(seed, name), dtype=torch.float32) * scale
-            param.copy_((param.float() + noise).to(param.dtype))
+            param.copy_((param.float() + noise.to(param.device)).to(param.dtype))  # drawn on the CPU: same everywhere
             changed += param.numel()
     return changed
 
@@ -97,14 +97,14 @@ def noised(backend: Any, scale: float, seed: int) -> Iterator[Any]:
     import torch
 
     model = _weights_of(backend)
-    saved = {name: p.detach().clone() for name, p in model.named_parameters()}
+    saved = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}  # not a 2nd GPU copy
     try:
         add_noise(model, scale, seed)
         yield _Noised(backend, NoiseEdit(scale, seed))
     finally:
         with torch.no_grad():
             for name, p in model.named_parameters():
-                p.copy_(saved[name])
+                p.copy_(saved[name].to(p.device))
 
 
 registry("model_edit").register("noise", apply_noise)

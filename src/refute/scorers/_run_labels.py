@@ -425,7 +425,7 @@ def validate_run_labels(store: Store, run_id: str, *, scorer: str | None = None,
     run = store.get_run(run_id)
     judge = pick_label_scorer(store, run.id, scorer or _labelled_scorer(store, run.id))
     name = judge.name
-    where = f"store:{store.path}#labels/{run.id}/{name}"
+    where = f"store:{store.location}#labels/{run.id}/{name}"
     hint = (f"label more replies in `refute view` (page /runs/{run.id}/label), after queueing more if all are "
             f"labelled: refute judge sample {run.id}{_scorer_arg(judge)} --n N --seed S")
     labelled = [_Labelled(lab.sample_id, lab.label) for lab in store.labels(run.id, name)

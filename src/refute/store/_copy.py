@@ -41,10 +41,15 @@ class CopyReport:
                 f"{self.samples} sample(s), {self.scores} score(s), {self.labels} label(s) copied")
 
 
-def _counts(store: Store, run_id: str) -> dict[str, int]:
-    """How many rows of each table belong to the run."""
-    return {table: int(store._read(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?", (run_id,))[0][0])
-            for table in ("samples", *(t for t, _ in _CHILD_TABLES))}
+def _counts(store: Store, run_id: str) -> dict[str, int | str]:
+    """How many rows of each table belong to the run, how many of its samples failed, and its status."""
+    counts: dict[str, int | str] = {
+        table: int(store._read(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?", (run_id,))[0][0])
+        for table in ("samples", *(t for t, _ in _CHILD_TABLES))}
+    counts["failed"] = int(store._read("SELECT COUNT(*) FROM samples WHERE run_id = ? AND error IS NOT NULL",
+                                       (run_id,))[0][0])
+    counts["status"] = str(store._read("SELECT status FROM runs WHERE id = ?", (run_id,))[0][0])
+    return counts
 
 
 def _selection(src: Store, run_ids: Sequence[str] | None) -> list[Row]:
@@ -55,10 +60,10 @@ def _selection(src: Store, run_ids: Sequence[str] | None) -> list[Row]:
     else:
         wanted = []
         for given in run_ids:
-            run_id = src.get_run(given).id  # a prefix, or a clear error naming the store
-            while run_id is not None and run_id not in wanted:
-                wanted.append(run_id)
-                run_id = rows[run_id]["parent_id"]
+            link: str | None = src.get_run(given).id  # a prefix, or a clear error naming the store
+            while link is not None and link not in wanted:
+                wanted.append(link)
+                link = _parent(rows, link, src)
     ordered: list[str] = []
     seen: set[str] = set()
 
@@ -66,7 +71,7 @@ def _selection(src: Store, run_ids: Sequence[str] | None) -> list[Row]:
         if run_id in seen:
             return
         seen.add(run_id)
-        parent = rows[run_id]["parent_id"]
+        parent = _parent(rows, run_id, src)
         if parent is not None and parent in wanted:
             visit(parent)
         ordered.append(run_id)
@@ -74,6 +79,14 @@ def _selection(src: Store, run_ids: Sequence[str] | None) -> list[Row]:
     for run_id in sorted(wanted, key=lambda r: (rows[r]["created_at"], r)):
         visit(run_id)
     return [rows[r] for r in ordered]
+
+
+def _parent(rows: dict[str, Row], run_id: str, src: Store) -> str | None:
+    parent = rows[run_id]["parent_id"]
+    if parent is not None and parent not in rows:
+        raise ConfigError(f"store copy: run {run_id} in {src.location} links to parent run {parent}, which is not "
+                          "there; copy the runs without it (--run ID for each other run)")
+    return parent
 
 
 def _columns(row: Row) -> list[str]:
@@ -96,7 +109,7 @@ def copy_runs(src: Store, dst: Store, run_ids: Sequence[str] | None = None, *, r
     """Copy runs (all of ``src``'s, or ``run_ids`` and their parents) into ``dst``; one transaction per run.
 
     A run whose id ``dst`` has already is skipped, unless ``replace``: then its rows in ``dst`` are
-    replaced by ``src``'s (when their counts differ)."""
+    replaced by ``src``'s."""
     if src.location == dst.location:
         raise ConfigError(f"store copy: the source and destination are the same store ({src.location})")
     report = CopyReport()
@@ -104,7 +117,7 @@ def copy_runs(src: Store, dst: Store, run_ids: Sequence[str] | None = None, *, r
         run_id = run["id"]
         have = _counts(src, run_id)
         there = dst._read("SELECT id FROM runs WHERE id = ?", (run_id,))
-        if there:
+        if there and not replace:
             theirs = _counts(dst, run_id)
             if theirs == have:
                 report.skipped.append((run_id, f"already in {dst.location} with the same {have['samples']} samples"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, cast, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, cast, get_args
 
 from refute.errors import ConfigError
 from refute.store._db import Connection, Row
@@ -36,6 +36,7 @@ class LabelMethods:
         def _read(self, sql: str, args: Iterable[Any] = ()) -> list[Row]: ...
         def transaction(self) -> AbstractContextManager[Connection]: ...
         def get_run(self, run_id: str) -> RunRecord: ...
+        _dialect: ClassVar[str]
 
     def queue_labels(self, run_id: str, scorer: str, seed: int, items: Sequence[tuple[int, str]]) -> int:
         """Queue replies of a run for labelling: (sample id, the scorer's verdict: refusal or
@@ -50,6 +51,8 @@ class LabelMethods:
                 raise ConfigError(f"sample {sample_id}: the scorer's label {said!r} is not one of "
                                   f"{', '.join(_SCORER_LABELS)}")
         with self.transaction() as db:
+            if self._dialect == "postgresql":  # one queuer per run at a time, as SQLite's write lock gives
+                db.execute("SELECT id FROM runs WHERE id = ? FOR UPDATE", (run.id,))
             mine = {r[0] for r in db.execute("SELECT id FROM samples WHERE run_id = ?", (run.id,))}
             for sample_id, _ in items:
                 if sample_id not in mine:
