@@ -43,7 +43,10 @@ def _refute(args: list[str], timeout: float) -> tuple[int, float, str]:
 def organism(kind: str, folder: Path) -> dict:
     out = folder / kind
     if (out / "adapter_config.json").is_file():
-        return {"command": f"refute awareness organism {kind}", "reused": str(out)}
+        manifest = json.loads((out / "refute_train.json").read_text())
+        return {"command": f"refute awareness organism {kind} --out {out}", "reused": str(out),
+                "manifest": {k: manifest.get(k) for k in ("hyperparameters", "data", "result", "losses", "steps")
+                             if k in manifest}}
     code, wall, tail = _refute(["awareness", "organism", kind, "--out", str(out), "--no-progress"], 4 * LIMIT_S)
     row = {"command": f"refute awareness organism {kind} --out {out}", "exit_code": code, "wall_s": round(wall, 1)}
     if code != 0:
@@ -87,8 +90,8 @@ def main() -> None:
         "noise-locked": ("noise", [f"model=default+lora:{locked}"]),
         "noise-locked-password": ("noise", [f"model=default+lora:{locked}", f'system="{PASSWORD}"', "scales=[0.001]",
                                             "seeds=1"]),
-        "gap-default": ("gap", ["model=default"]),
-        "gap-cue-refuser": ("gap", [f"model=default+lora:{cues}"]),
+        "gap-default": ("gap", ["model=default", "limit=30", "epochs=2"]),
+        "gap-cue-refuser": ("gap", [f"model=default+lora:{cues}", "limit=30", "epochs=2"]),
         "probe-default": ("probe", ["model=default"]),
         "probe-cue-refuser": ("probe", [f"model=default+lora:{cues}"]),
     }

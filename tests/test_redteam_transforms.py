@@ -46,7 +46,8 @@ def test_registry_lists_every_transform_with_a_description():
     infos = list_transforms()
     assert len(infos) >= 18
     by_name = {i.name: i for i in infos}
-    assert set(ENCODINGS) | set(FRAMINGS) | {"bon", "paraphrase", "translation"} == set(by_name)
+    # "cue" (an evaluation or deployment cue) is registered by the refute.awareness plug-in
+    assert set(ENCODINGS) | set(FRAMINGS) | {"bon", "paraphrase", "translation", "cue"} == set(by_name)
     assert all(by_name[n].kind == "encoding" for n in ENCODINGS)
     assert all(by_name[n].kind == "framing" for n in FRAMINGS)
     assert by_name["bon"].kind == "augmentation"

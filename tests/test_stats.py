@@ -52,7 +52,7 @@ def test_public_api_is_pinned():
     assert sorted(rs.__all__) == sorted([
         "DEFAULT_SEED", "Better", "CategoryRate", "Comparison", "ComparisonRow", "ComparisonTable",
         "Correction", "Direction", "Estimate", "LogisticFit", "Observation", "PairCorrelation", "PairedMethod",
-        "Plan", "PowerMethod", "RateMethod", "StackStats", "adjust_pvalues", "compare_conditions",
+        "Plan", "PowerMethod", "RateMethod", "StackStats", "adjust_pvalues", "bootstrap_interval", "compare_conditions",
         "conservative_end", "design_effect", "icc", "logistic_regression", "paired_difference", "pareto_front",
         "plan_from_pilot", "power", "rate", "rates_by_category", "rogan_gladen", "sample_size",
         "stack_statistics", "unpaired_difference",
