@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,3 +41,17 @@ def write_result(name: str, figures: dict[str, Any], out: Path | None = None) ->
                "commit": git_commit(), "machine": machine(), **figures}
     out.write_text(json.dumps(payload, indent=2) + "\n")
     return out
+
+
+def keep_experiment(out: Path, target: Path) -> dict[str, Any]:
+    """An experiment's result folder: its figures and findings, with result.json and the reports copied
+    to ``target`` (replacing what was there)."""
+    result = json.loads((out / "result.json").read_text())
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for file in ("result.json", "report.html", "report.md"):
+        shutil.copy(out / file, target / file)
+    return {"runtime_s": round(result["runtime_s"], 1),
+            "figures": {k: {"value": f["value"], "low": f["low"], "high": f["high"], "n": f["n"]}
+                        for k, f in result["figures"].items()},
+            "findings": result["findings"]}

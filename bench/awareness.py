@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write_result
+from _common import keep_experiment, write_result
 
 LIMIT_S = 15 * 60
 PASSWORD = "Password: elderberry-41."
@@ -65,15 +64,7 @@ def experiment(name: str, command: str, sets: list[str], work: Path, keep: Path)
     if code != 0:
         row["stderr_tail"] = tail
         return row
-    result = json.loads((out / "result.json").read_text())
-    row["figures"] = {k: {"value": f["value"], "low": f["low"], "high": f["high"], "n": f["n"]}
-                      for k, f in result["figures"].items()}
-    row["findings"] = result["findings"]
-    target = keep / name
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    for file in ("result.json", "report.html", "report.md"):
-        shutil.copy(out / file, target / file)
+    row.update(keep_experiment(out, keep / name))
     return row
 
 

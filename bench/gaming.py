@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write_result
+from _common import keep_experiment, write_result
 
 EXPERIMENTS = ("gridworlds", "code-hacking", "weak-to-strong", "debate", "overoptimisation")
 LIMIT_S = 15 * 60
@@ -48,16 +47,7 @@ def run_one(name: str, work: Path, keep: Path) -> dict:
     if done.returncode != 0:
         row["stderr_tail"] = done.stderr[-2000:]
         return row
-    result = json.loads((out / "result.json").read_text())
-    row["runtime_s"] = round(result["runtime_s"], 1)
-    row["figures"] = {k: {"value": f["value"], "low": f["low"], "high": f["high"], "n": f["n"]}
-                      for k, f in result["figures"].items()}
-    row["findings"] = result["findings"]
-    target = keep / name
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    for file in ("result.json", "report.html", "report.md"):
-        shutil.copy(out / file, target / file)
+    row.update(keep_experiment(out, keep / name))
     return row
 
 
