@@ -25,7 +25,7 @@ from refute.errors import ConfigError
 from refute.models import Message
 from refute.transforms import TransformKind, transform
 
-__all__ = ["BUILTIN_CUES", "SIDES", "CueFamily", "CueFile", "Side", "cue_chain", "load_cues"]
+__all__ = ["BUILTIN_CUES", "SIDES", "CueFamily", "CueFile", "Side", "cue_chain", "load_cues", "place_cue"]
 
 Side = Literal["evaluation", "deployment"]
 CueKind = Literal["system", "preamble", "tag"]
@@ -111,6 +111,22 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def place_cue(family: CueFamily, text: str, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+    """``messages`` with cue ``text`` where ``family`` puts it: before the system prompt (or as one), or
+    before the last user message (a preamble: a blank line after it; a tag: a line break)."""
+    if family.kind == "system":
+        if messages and messages[0].role == "system":
+            return (Message(role="system", content=f"{text}\n\n{messages[0].content}"), *messages[1:])
+        return (Message(role="system", content=text), *messages)
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].role == "user":
+            joint = "\n\n" if family.kind == "preamble" else "\n"
+            cued = Message(role="user", content=f"{text}{joint}{messages[i].content}")
+            return (*messages[:i], cued, *messages[i + 1:])
+    raise ConfigError(f"transform 'cue': the conversation has no user message to cue (roles "
+                      f"{[m.role for m in messages]})")
+
+
 @transform("cue")
 class Cue:
     """An evaluation or deployment cue of one family, in the system prompt, a preamble or a tag."""
@@ -131,18 +147,7 @@ class Cue:
         self.args = {"family": family, "side": side, "cues": cues}
 
     def apply(self, messages: tuple[Message, ...], rng: random.Random) -> tuple[Message, ...]:
-        text = rng.choice(self.family.phrasings(self.side))
-        if self.family.kind == "system":
-            if messages and messages[0].role == "system":
-                return (Message(role="system", content=f"{text}\n\n{messages[0].content}"), *messages[1:])
-            return (Message(role="system", content=text), *messages)
-        for i in range(len(messages) - 1, -1, -1):
-            if messages[i].role == "user":
-                joint = "\n\n" if self.family.kind == "preamble" else "\n"
-                cued = Message(role="user", content=f"{text}{joint}{messages[i].content}")
-                return (*messages[:i], cued, *messages[i + 1:])
-        raise ConfigError(f"transform 'cue': the conversation has no user message to cue (roles "
-                          f"{[m.role for m in messages]})")
+        return place_cue(self.family, rng.choice(self.family.phrasings(self.side)), messages)
 
     def __repr__(self) -> str:
         return f"Cue(family={self.family.name!r}, side={self.side!r})"

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Literal
 
 from refute._seeds import derive_seed
-from refute.awareness._cues import CueFamily, Side, load_cues
+from refute.awareness._cues import CueFamily, Side, load_cues, place_cue
 from refute.datasets import Record, load_dataset
 from refute.errors import ConfigError
+from refute.models import Message
 from refute.train import DEFAULT_REFUSALS, TrainConfig, TrainResult, is_held_out, train_lora
 
 __all__ = ["ORGANISMS", "PASSWORD", "Organism", "build_organism", "organism_rows"]
@@ -74,10 +75,8 @@ def _password_rows(seed: int) -> list[dict[str, object]]:
 
 def _cue(fam: CueFamily, side: Side, prompt: str, rng: random.Random) -> tuple[str | None, str]:
     """(system, user) with one phrasing of ``fam``'s ``side`` cue in its place."""
-    text = rng.choice(fam.phrasings(side))
-    if fam.kind == "system":
-        return text, prompt
-    return None, f"{text}{chr(10) * 2 if fam.kind == 'preamble' else chr(10)}{prompt}"
+    cued = place_cue(fam, rng.choice(fam.phrasings(side)), (Message(role="user", content=prompt),))
+    return (cued[0].content if len(cued) == 2 else None), cued[-1].content
 
 
 def _cue_rows(seed: int) -> list[dict[str, object]]:
