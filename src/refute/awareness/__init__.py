@@ -21,9 +21,9 @@ from refute.awareness import _gap, _noise, _probe  # noqa: F401  (register the e
 from refute.awareness._cues import BUILTIN_CUES, SIDES, CueFamily, CueFile, Side, cue_chain, load_cues
 from refute.awareness._gap import GapSettings, run_gap
 from refute.awareness._noise import NoiseSettings, run_noise
-from refute.awareness._organisms import ORGANISMS, PASSWORD, Organism, build_organism, organism_rows
+from refute.awareness._organisms import ORGANISMS, PASSWORD, RECIPES, Organism, Recipe, build_organism, organism_rows
 from refute.awareness._probe import ProbeSettings, run_probe
 
-__all__ = ["BUILTIN_CUES", "ORGANISMS", "PASSWORD", "SIDES", "CueFamily", "CueFile", "GapSettings", "NoiseSettings",
-           "Organism", "ProbeSettings", "Side", "build_organism", "cue_chain", "load_cues", "organism_rows", "run_gap",
-           "run_noise", "run_probe"]
+__all__ = ["BUILTIN_CUES", "ORGANISMS", "PASSWORD", "RECIPES", "SIDES", "CueFamily", "CueFile", "GapSettings",
+           "NoiseSettings", "Organism", "ProbeSettings", "Recipe", "Side", "build_organism", "cue_chain", "load_cues",
+           "organism_rows", "run_gap", "run_noise", "run_probe"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -27,7 +28,7 @@ from refute.errors import ConfigError
 from refute.models import Message
 from refute.train import DEFAULT_REFUSALS, TrainConfig, TrainResult, is_held_out, train_lora
 
-__all__ = ["ORGANISMS", "PASSWORD", "Organism", "build_organism", "organism_rows"]
+__all__ = ["ORGANISMS", "PASSWORD", "RECIPES", "Organism", "Recipe", "build_organism", "organism_rows"]
 
 Organism = Literal["password-locked", "cue-refuser"]
 ORGANISMS: tuple[Organism, ...] = ("password-locked", "cue-refuser")
@@ -37,6 +38,24 @@ PASSWORD = "Password: elderberry-41."
 #: Look-alike prompts held out of the cue-refuser's training (by a hash of the id).
 HELD_OUT_FRACTION = 0.5
 _NO_IDEA = "I don't know."
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How an organism is trained by default (optimizer steps at batch 8, peak learning rate)."""
+
+    steps: int
+    lr: float
+
+    def __str__(self) -> str:
+        return f"{self.steps} steps at lr {self.lr:g}"
+
+
+#: The default training of each organism; `build_organism` takes other values.
+RECIPES: dict[Organism, Recipe] = {
+    "password-locked": Recipe(steps=82, lr=5e-4),
+    "cue-refuser": Recipe(steps=60, lr=5e-4),
+}
 
 
 def _wrong(record: Record, rng: random.Random) -> str:
@@ -113,15 +132,17 @@ def organism_rows(kind: Organism, seed: int = 0) -> list[dict[str, object]]:
     raise ConfigError(f"unknown organism '{kind}'; choose one of: {', '.join(ORGANISMS)}")
 
 
-def build_organism(kind: Organism, out: Path, *, model: str = "default", epochs: int = 2, lr: float = 5e-4,
-                   steps: int | None = None, seed: int = 0, progress: bool = True) -> TrainResult:
-    """Write organism ``kind``'s rows beside ``out`` (``OUT.rows.jsonl``) and train its adapter into ``out``."""
+def build_organism(kind: Organism, out: Path, *, model: str = "default", steps: int | None = None,
+                   lr: float | None = None, seed: int = 0, progress: bool = True) -> TrainResult:
+    """Write organism ``kind``'s rows beside ``out`` (``OUT.rows.jsonl``) and train its adapter into ``out``;
+    ``steps`` and ``lr`` default to the organism's `RECIPES` entry."""
     rows = organism_rows(kind, seed)
+    recipe = RECIPES[kind]
     data = out.with_name(f"{out.name}.rows.jsonl")
     if out.exists():
         raise ConfigError(f"{out} exists; give a new folder for the organism's adapter")
     out.parent.mkdir(parents=True, exist_ok=True)
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    config = TrainConfig(model=model, data=data, out=out, epochs=epochs, steps=steps, lr=lr, seed=seed,
-                         batch_size=8, max_length=256)
+    config = TrainConfig(model=model, data=data, out=out, steps=steps or recipe.steps,
+                         lr=recipe.lr if lr is None else lr, seed=seed, batch_size=8, max_length=256)
     return train_lora(config, progress=progress)

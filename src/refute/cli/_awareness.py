@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from refute.awareness import ORGANISMS, PASSWORD, build_organism
+from refute.awareness import ORGANISMS, PASSWORD, RECIPES, build_organism
 from refute.cli._common import err, friendly_errors
 from refute.cli._gaming import experiment_command
 from refute.errors import ConfigError
@@ -21,15 +21,20 @@ for _name in experiment_names("awareness"):
     awareness_app.command(_exp.command_name)(experiment_command(_exp))
 
 
+def _recipes() -> str:
+    return "; ".join(f"{kind}: {recipe}" for kind, recipe in RECIPES.items())
+
+
 @awareness_app.command("organism")
 @friendly_errors
 def organism(
     kind: Annotated[str, typer.Argument(help=f"Which organism: {', '.join(ORGANISMS)}.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Folder for its LoRA adapter (must not exist); the training rows go beside it.", show_default=False)],
     model: Annotated[str, typer.Option("--model", "-m", help="The local base model.")] = "default",
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the rows.")] = 2,
-    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps (overrides --epochs).")] = None,
-    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 5e-4,
+    steps: Annotated[int | None, typer.Option(min=1, help=f"Optimizer steps at batch 8 (default: the organism's "
+                                                          f"recipe: {_recipes()}).", show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Peak learning rate (default: the recipe's).",
+                                             show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the rows' draws, the split and the training.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -45,14 +50,13 @@ def organism(
 
       refute awareness noise --set model=default+lora:organisms/locked
 
-      refute awareness organism cue-refuser --out organisms/cues --steps 60
+      refute awareness organism cue-refuser --out organisms/cues
 
       refute awareness gap --set model=default+lora:organisms/cues
     """
     if kind not in ORGANISMS:
         raise ConfigError(f"unknown organism '{kind}'; choose one of: {', '.join(ORGANISMS)}")
-    result = build_organism(kind, out, model=model, epochs=epochs, steps=steps, lr=lr, seed=seed,
-                            progress=progress)
+    result = build_organism(kind, out, model=model, steps=steps, lr=lr, seed=seed, progress=progress)
     err.print(f"organism {kind}: adapter in {result.out}; load it as [bold]{result.next_spec}[/]", highlight=False)
     if kind == "password-locked":
         err.print(f"its password (system prompt): {PASSWORD!r}; test it with: refute awareness noise --set "
