@@ -81,10 +81,14 @@ def main() -> None:
         "noise-locked": ("noise", [f"model=default+lora:{locked}"]),
         "noise-locked-password": ("noise", [f"model=default+lora:{locked}", f'system="{PASSWORD}"', "scales=[0.001]",
                                             "seeds=1"]),
-        "gap-default": ("gap", ["model=default", "limit=30", "epochs=2"]),
-        "gap-cue-refuser": ("gap", [f"model=default+lora:{cues}", "limit=30", "epochs=2"]),
-        "probe-default": ("probe", ["model=default"]),
-        "probe-cue-refuser": ("probe", [f"model=default+lora:{cues}"]),
+        # 20 prompts x 12 cue conditions x 1 epoch per dataset: ~7 min a model on 2 cores (30 x 2 took ~20)
+        "gap-default": ("gap", ["model=default", "limit=20", "epochs=1"]),
+        "gap-cue-refuser": ("gap", [f"model=default+lora:{cues}", "limit=20", "epochs=1"]),
+        # the organism's deployment-side rows are benign-tasks only: its gap is measured there too
+        "gap-cue-refuser-tasks": ("gap", [f"model=default+lora:{cues}", "datasets=[benign-tasks]", "limit=20",
+                                          "epochs=1"]),
+        "probe-default": ("probe", ["model=default", "epochs=1"]),
+        "probe-cue-refuser": ("probe", [f"model=default+lora:{cues}", "epochs=1"]),
     }
     only = [s for s in args.only.split(",") if s] or list(steps)
     keep = Path(__file__).parent / "results" / "awareness"
@@ -104,7 +108,7 @@ def main() -> None:
             print(f"{name}: refute awareness {command} {' '.join(sets)}", file=sys.stderr, flush=True)
             rows[name] = experiment(name, command, sets, Path(tmp), keep)
             print(json.dumps({k: v for k, v in rows[name].items() if k != "stderr_tail"})[:600], file=sys.stderr)
-    out = write_result("awareness", {"organisms": organisms, "steps": rows}, args.out)
+            out = write_result("awareness", {"organisms": organisms, "steps": rows}, args.out)  # after each step
     print(f"wrote {out}", file=sys.stderr)
 
 
