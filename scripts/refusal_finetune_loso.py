@@ -29,7 +29,7 @@ import math
 import os
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -40,7 +40,7 @@ import numpy as np
 
 from refute.errors import ModelNotInstalledError, ScorerError
 from refute.scorers._refusal_clf import EMBED_PACKAGE, Embedder, span_text, undecided
-from refute.scorers._refusal_corpus import LosoResult, _fold, corpus_path
+from refute.scorers._refusal_corpus import LosoResult, _fold, _print, corpus_path, rows_by_source
 from refute.scorers._refusal_rules import FEATURE_NAMES, LABELS, RuleResult, analyse, rules_fingerprint
 from refute.scorers._validate import LabelRow, binary_agreement, load_labels
 
@@ -370,14 +370,7 @@ def loso(rows: Sequence[LabelRow], *, seed: int = 0, settings: FinetuneSettings 
     source (or only those in ``sources``). The frozen layers' states are computed once for all rows:
     they do not depend on the training rows."""
     settings = settings or FinetuneSettings()
-    missing = [r.line for r in rows if not r.source]
-    if missing:
-        raise ScorerError(f"leave-one-source-out needs a source on every row; lines {missing[:5]} have none")
-    by_source: dict[str, list[int]] = defaultdict(list)
-    for k, r in enumerate(rows):
-        by_source[str(r.source)].append(k)
-    if len(by_source) < 2:
-        raise ScorerError(f"leave-one-source-out needs at least two sources, got {sorted(by_source)}")
+    by_source = rows_by_source(rows)
     held_out = sorted(by_source) if sources is None else sorted(sources)
     unknown = sorted(set(held_out) - set(by_source))
     if unknown:
@@ -404,14 +397,6 @@ def loso(rows: Sequence[LabelRow], *, seed: int = 0, settings: FinetuneSettings 
     acc, kappa = binary_agreement(truth, pred)
     return LosoResult(folds, acc, kappa, len(truth), {"model": "finetuned-minilm", "seed": seed,
                                                       **asdict(settings)})
-
-
-def _print(result: LosoResult) -> None:
-    print(f"{'source':32} {'n':>5} {'refusal':>7} {'acc':>6} {'kappa':>6} {'missed':>6} {'false':>6}")
-    for f in result.folds:
-        print(f"{f.source:32} {f.n:5d} {f.n_refusal:7d} {f.accuracy:6.3f} {f.kappa:6.3f} "
-              f"{f.missed_refusals:6d} {f.false_refusals:6d}")
-    print(f"{'pooled':32} {result.n:5d} {'':7} {result.pooled_accuracy:6.3f} {result.pooled_kappa:6.3f}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

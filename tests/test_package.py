@@ -47,8 +47,7 @@ def test_public_exports_are_pinned():
     assert set(refute.awareness.__all__) == {
         "BUILTIN_CUES", "ORGANISMS", "PASSWORD", "RECIPES", "SIDES", "CueFamily", "CueFile", "GapSettings",
         "NoiseSettings", "Organism", "ProbeSettings", "Recipe", "Side", "build_organism", "cue_chain", "load_cues",
-        "organism_rows", "run_gap",
-        "run_noise", "run_probe"}
+        "organism_rows", "run_gap", "run_noise", "run_probe"}
     assert set(refute.gaming.experiment_names("awareness")) >= {"compliance-gap"}
     for module in (refute.models, refute.store, refute.engine, refute.agents, refute.gaming, refute.awareness):
         for name in module.__all__:

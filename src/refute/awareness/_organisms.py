@@ -143,6 +143,6 @@ def build_organism(kind: Organism, out: Path, *, model: str = "default", steps: 
         raise ConfigError(f"{out} exists; give a new folder for the organism's adapter")
     out.parent.mkdir(parents=True, exist_ok=True)
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    config = TrainConfig(model=model, data=data, out=out, steps=steps or recipe.steps,
+    config = TrainConfig(model=model, data=data, out=out, steps=recipe.steps if steps is None else steps,
                          lr=recipe.lr if lr is None else lr, seed=seed, batch_size=8, max_length=256)
     return train_lora(config, progress=progress)

@@ -95,6 +95,19 @@ def _fold(source: str, rows: Sequence[LabelRow], pred: Sequence[str]) -> Fold:
     )
 
 
+def rows_by_source(rows: Sequence[LabelRow]) -> dict[str, list[int]]:
+    """Row indices per source; raises ScorerError when a row has no source or there are fewer than two."""
+    missing = [r.line for r in rows if not r.source]
+    if missing:
+        raise ScorerError(f"leave-one-source-out needs a source on every row; lines {missing[:5]} have none")
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for k, r in enumerate(rows):
+        by_source[str(r.source)].append(k)
+    if len(by_source) < 2:
+        raise ScorerError(f"leave-one-source-out needs at least two sources, got {sorted(by_source)}")
+    return by_source
+
+
 def leave_one_source_out(rows: Sequence[LabelRow], *, embedder: Embedder | None, l2: float = DEFAULT_L2,
                          l2_embed: float = DEFAULT_L2_EMBED, cascade: bool = True,
                          rules: Sequence[RuleResult] | None = None, x: np.ndarray | None = None) -> LosoResult:
@@ -104,14 +117,7 @@ def leave_one_source_out(rows: Sequence[LabelRow], *, embedder: Embedder | None,
     them across settings; the features do not depend on the other rows, so computing them once is
     the same as computing them per fold.
     """
-    missing = [r.line for r in rows if not r.source]
-    if missing:
-        raise ScorerError(f"leave-one-source-out needs a source on every row; lines {missing[:5]} have none")
-    by_source: dict[str, list[int]] = defaultdict(list)
-    for k, r in enumerate(rows):
-        by_source[str(r.source)].append(k)
-    if len(by_source) < 2:
-        raise ScorerError(f"leave-one-source-out needs at least two sources, got {sorted(by_source)}")
+    by_source = rows_by_source(rows)
     rules = list(rules) if rules is not None else [analyse(r.completion) for r in rows]
     x = x if x is not None else feature_matrix(rules, embedder)
     labels = [r.label for r in rows]
