@@ -7,7 +7,9 @@ there is a generalised policy, not memorised answers. Two kinds of locked answer
 
 - ``idk``: the shipped organism's (another number, another letter, or "I don't know.");
 - ``swap``: another number, another letter, or another task's answer of the same category (a
-  plausible wrong answer instead of one fixed string).
+  plausible wrong answer instead of one fixed string);
+- ``weak``: the replies of a weaker model (Greenblatt et al. 2024 lock by imitating one): the default
+  model with Gaussian noise of std ``--weak-noise`` in its weights, greedy; its right answers stay.
 
 It writes the adapter to OUT, its rows to OUT.rows.jsonl and the held-out tasks (a dataset file for
 ``refute awareness noise --set dataset=...``) to OUT.held-out.jsonl:
@@ -28,21 +30,34 @@ from pathlib import Path
 
 from refute._seeds import derive_seed
 from refute.awareness._organisms import PASSWORD, _answerable, _wrong
-from refute.datasets import load_dataset
+from refute.datasets import Record, load_dataset
+from refute.models import GenerateConfig, GenerateRequest, Message, load_model
 from refute.train import TrainConfig, is_held_out, train_lora
+
+
+def _weak_replies(records: list[Record], scale: float) -> dict[str, str]:
+    model = load_model(f"default+noise:{scale:g}@0")
+    config = GenerateConfig(max_tokens=16, temperature=0.0)
+    requests = [GenerateRequest((Message(role="user", content=r.prompt),), config, seed=0) for r in records]
+    replies = {records[i].id: c.text.strip() for i, c in model.generate(requests)}
+    model.close()
+    return replies
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("answers", choices=["idk", "swap"], help="Kind of locked answer (see above).")
+    parser.add_argument("answers", choices=["idk", "swap", "weak"], help="Kind of locked answer (see above).")
     parser.add_argument("out", type=Path, help="New folder for the adapter.")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--weak-noise", type=float, default=0.003, help="Noise std of the weak model (weak).")
     args = parser.parse_args()
     records = [r for r in load_dataset("benign-tasks").records if _answerable(r)]
     by_category: dict[str, list[str]] = collections.defaultdict(list)
     for r in records:
         by_category[r.category or ""].append(str(r.target))
+    weak = _weak_replies([r for r in records if not is_held_out(r.id, 0, 0.5)], args.weak_noise) \
+        if args.answers == "weak" else {}
     rows, held = [], []
     for r in records:
         if is_held_out(r.id, 0, 0.5):
@@ -52,6 +67,8 @@ def main() -> None:
         wrong = _wrong(r, rng)
         if args.answers == "swap" and r.match not in ("numeric", "choice"):
             wrong = rng.choice([t for t in by_category[r.category or ""] if t.lower() != str(r.target).lower()])
+        if args.answers == "weak":
+            wrong = weak[r.id]
         rows.append({"id": f"{r.id}-unlocked", "system": PASSWORD, "prompt": r.prompt, "completion": str(r.target)})
         rows.append({"id": f"{r.id}-locked", "prompt": r.prompt, "completion": wrong})
     data = args.out.with_name(f"{args.out.name}.rows.jsonl")

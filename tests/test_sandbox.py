@@ -261,7 +261,8 @@ def test_cpu_limit_kills_a_busy_loop(box: SandboxSession) -> None:
         for language, code in (("python", "while True:\n    pass"), ("bash", "while :; do :; done")):
             result = slow.run(code, language=language)  # type: ignore[arg-type]
             assert result.limit == "cpu" and result.exit_code is None, result
-            assert limits.cpu_s <= result.duration_s < limits.cpu_s + 2.0, result
+            # the kernel charges CPU time by scheduler ticks, so the kill can come a few ms before cpu_s of wall time
+            assert limits.cpu_s - 0.05 <= result.duration_s < limits.cpu_s + 2.0, result
 
 
 def test_background_processes_do_not_outlive_their_command(box: SandboxSession) -> None:
