@@ -475,7 +475,7 @@ def test_monitor_follow_prints_new_exchanges_until_ctrl_c(tmp_path):
         store.add_exchange(_logged(["pass"], "before"))
     proc = subprocess.Popen([sys.executable, "-m", "refute", "monitor", "--store", str(db), "--last", "1", "--follow",
                              "--interval", "0.1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(30, proc.kill)  # a monitor that prints nothing fails the test, never hangs it
+    watchdog = threading.Timer(90, proc.kill)  # a monitor that prints nothing fails the test, never hangs it
     watchdog.start()
     try:
         first = json.loads("".join(iter(proc.stdout.readline, "}\n")) + "}")  # the indented first object
