@@ -3,7 +3,7 @@
 The shipped ``password-locked`` organism learns its wrong answers on every benign task it is later
 measured on. Here the lock is trained on the half of ``benign-tasks`` that `is_held_out` keeps
 (seed 0, fraction 0.5), and measured on the other half, which it never saw: its locked behaviour
-there is a generalised policy, not memorised answers. Two kinds of locked answer:
+there is a generalised policy, not memorised answers. Three kinds of locked answer:
 
 - ``idk``: the shipped organism's (another number, another letter, or "I don't know.");
 - ``swap``: another number, another letter, or another task's answer of the same category (a
@@ -56,13 +56,12 @@ def main() -> None:
     by_category: dict[str, list[str]] = collections.defaultdict(list)
     for r in records:
         by_category[r.category or ""].append(str(r.target))
-    weak = _weak_replies([r for r in records if not is_held_out(r.id, 0, 0.5)], args.weak_noise) \
-        if args.answers == "weak" else {}
-    rows, held = [], []
-    for r in records:
-        if is_held_out(r.id, 0, 0.5):
-            held.append({"id": r.id, "category": r.category, "prompt": r.prompt, "target": r.target, "match": r.match})
-            continue
+    trained = [r for r in records if not is_held_out(r.id, 0, 0.5)]
+    held = [{"id": r.id, "category": r.category, "prompt": r.prompt, "target": r.target, "match": r.match}
+            for r in records if is_held_out(r.id, 0, 0.5)]
+    weak = _weak_replies(trained, args.weak_noise) if args.answers == "weak" else {}
+    rows = []
+    for r in trained:
         rng = random.Random(derive_seed("password-locked", 0, r.id))
         wrong = _wrong(r, rng)
         if args.answers == "swap" and r.match not in ("numeric", "choice"):
