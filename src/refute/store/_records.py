@@ -16,8 +16,10 @@ ReplySource = Literal["request", "cache", "mixed"]
 
 
 def utc_now() -> str:
-    """Now, as every record's ``*_at`` field holds it: UTC ISO-8601 to the millisecond."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    """Now, as every record's ``*_at`` field holds it: UTC ISO-8601 to the microsecond.
+
+    Milliseconds were too coarse: two runs made in one millisecond listed in either order."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class RunRecord(BaseModel):
