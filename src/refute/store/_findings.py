@@ -71,7 +71,7 @@ class FindingMethods:
 
     def list_findings(self) -> list[FindingRecord]:
         """Every finding, newest first."""
-        return [_finding_from_row(r) for r in self._read("SELECT * FROM findings ORDER BY created_at DESC")]
+        return [_finding_from_row(r) for r in self._read("SELECT * FROM findings ORDER BY created_at DESC, id DESC")]
 
     def finding_recipe(self, finding_id: str) -> dict[str, Any]:
         """A finding's reproduction recipe: operational detail that only the vendor report shows."""

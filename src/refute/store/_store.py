@@ -291,7 +291,7 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
     def list_runs(self, limit: int | None = None) -> list[RunRecord]:
         if limit is not None and limit < 1:
             raise StoreError(f"list_runs: limit must be at least 1, got {limit}")
-        sql = "SELECT * FROM runs ORDER BY created_at DESC"
+        sql = "SELECT * FROM runs ORDER BY created_at DESC, id DESC"  # id: the same order on every backend
         rows = self._read(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
         return [_run_from_row(r) for r in rows]
 
@@ -300,7 +300,7 @@ class Store(LabelMethods, FindingMethods, ExchangeMethods):
         sql, args = "SELECT * FROM runs WHERE parent_id=?", [run_id]
         if role is not None:
             sql, args = sql + " AND role=?", [run_id, role]
-        return [_run_from_row(r) for r in self._read(sql + " ORDER BY created_at", args)]
+        return [_run_from_row(r) for r in self._read(sql + " ORDER BY created_at, id", args)]
 
     def sample_counts(self, run_id: str) -> tuple[int, int]:
         """(completed samples, failed samples) of a run."""
