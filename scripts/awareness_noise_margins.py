@@ -27,25 +27,26 @@ from typing import Any
 
 from refute.awareness._organisms import organism_rows
 from refute.datasets import load_dataset
-from refute.models import load_model, noised
-from refute.models._hf import render_prompt
-
-
-def _answer_logprob(backend: Any, prompt: str, answer: str) -> float:
-    import torch
-
-    tokenizer = backend.tokenizer
-    context = tokenizer(render_prompt(tokenizer, [{"role": "user", "content": prompt}]),
-                        add_special_tokens=False).input_ids
-    answer_ids = [*tokenizer(answer, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
-    with torch.no_grad():
-        logits = backend.model(torch.tensor([context + answer_ids])).logits[0, len(context) - 1:-1]
-    logprobs = logits.float().log_softmax(-1)
-    return float(logprobs[torch.arange(len(answer_ids)), torch.tensor(answer_ids)].sum())
+from refute.models import encode, load_model, noised
+from refute.train._losses import sequence_logprobs
+from refute.train._tokens import collate, eos_id
 
 
 def _margins(backend: Any, pairs: list[tuple[str, str, str]]) -> list[float]:
-    return [_answer_logprob(backend, p, right) - _answer_logprob(backend, p, locked) for p, right, locked in pairs]
+    """Each task's margin, its two answers scored in one batch as training tokenised them (`encode_data`)."""
+    import torch
+
+    tokenizer, eos = backend.tokenizer, eos_id(backend.tokenizer, backend.model)
+    margins = []
+    for prompt, right, locked in pairs:
+        context = tuple(encode(tokenizer, [{"role": "user", "content": prompt}]))
+        batch = collate([(context, (*tokenizer(answer, add_special_tokens=False).input_ids, eos))
+                         for answer in (right, locked)], pad_id=eos)  # padding: masked, after
+        with torch.no_grad():
+            logits = backend.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        right_lp, locked_lp = sequence_logprobs(logits, batch.labels).tolist()
+        margins.append(right_lp - locked_lp)
+    return margins
 
 
 def _summary(before: list[float], after: list[float]) -> dict[str, float | int]:
