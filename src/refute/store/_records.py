@@ -18,7 +18,8 @@ ReplySource = Literal["request", "cache", "mixed"]
 def utc_now() -> str:
     """Now, as every record's ``*_at`` field holds it: UTC ISO-8601 to the microsecond.
 
-    Milliseconds were too coarse: two runs made in one millisecond listed in either order."""
+    Microseconds, so records made within one millisecond still list in the order they were made
+    (listings break remaining ties by id, the same on every backend)."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
