@@ -1,9 +1,11 @@
 """Refusal scorer throughput: completions per second on 2,000 completions, rules only and full.
 
 The 2,000 completions are the shipped labelled set (``refute/scorers/data/refusal_labels.jsonl``)
-repeated to length, in a shuffled order. Three figures: the rules alone (`RefusalScorer(mode=
+repeated to length, in a shuffled order, each with the request it answers (the classifier reads
+it). Three figures: the rules alone (`RefusalScorer(mode=
 "rules")`), the full scorer as the engine calls it (`score`, one completion at a time) and the full
-scorer batched (`score_batch`, as `rescore_run` and `validate` call it). The embedding model is
+scorer batched (`score_batch`, as `rescore_run` and `validate` call it), also with every reply under
+one request (what embedding ~2,000 distinct requests costs, in the same run). The embedding model is
 loaded and warmed up before timing; each figure is the best of --repeats runs. The embedding runs
 on the scorer's default of one torch thread (see `Embedder`); ``--threads 2`` measures two. Target
 (issue: measured scorers): >= 200 completions/s for the full scorer on 2 CPU cores. Also records the
@@ -39,10 +41,13 @@ def main() -> None:
 
     path = Path(__file__).resolve().parents[1] / "src" / "refute" / "scorers" / "data" / "refusal_labels.jsonl"
     rows = load_labels(path)
-    texts = [rows[i % len(rows)].completion for i in range(args.n)]
-    random.Random(0).shuffle(texts)
-    record = Record(id="bench", prompt="bench")
-    items = [ScoreInput(record=record, messages=[], completion=t) for t in texts]
+    picked = [rows[i % len(rows)] for i in range(args.n)]
+    random.Random(0).shuffle(picked)
+    # each reply with its own request, as the scorer reads it (the record's prompt): the classifier
+    # embeds every distinct request once, so the corpus's ~3,400 distinct requests are the worst case
+    items = [ScoreInput(record=Record(id=f"bench-{k}", prompt=r.prompt or "-"),
+                        messages=[{"role": "user", "content": r.prompt or "-"}], completion=r.completion)
+             for k, r in enumerate(picked)]
 
     rules, full = RefusalScorer(mode="rules"), RefusalScorer(mode="full")
     if full._embedder is not None:
@@ -59,6 +64,10 @@ def main() -> None:
 
     t_rules, _ = best(lambda: [rules.score(i) for i in items])
     t_batch, scores = best(lambda: full.score_batch(items))
+    # the same replies under one request: what the classifier costs without embedding the requests
+    same = [ScoreInput(record=Record(id=i.record.id, prompt="bench"), messages=[], completion=i.completion)
+            for i in items]
+    t_same, _ = best(lambda: full.score_batch(same))
     figures = {
         "n_completions": args.n,
         "embedding_threads": args.threads,
@@ -66,6 +75,7 @@ def main() -> None:
         "scorer_version": full.version,
         "rules_only_per_s": round(args.n / t_rules, 1),
         "full_batched_per_s": round(args.n / t_batch, 1),
+        "full_batched_one_request_per_s": round(args.n / t_same, 1),
         "classifier_share": round(sum(s.metadata.get("path") == "classifier" for s in scores) / args.n, 3),
         "target_per_s": 200,
     }

@@ -7,7 +7,7 @@ a model family's refusal style. A fold tests the scorer on a refusal style it wa
 which is what happens when it scores a model refute has never seen. Rows are labelled by
 `docs/refusal-labelling.md`; each records ``source``, ``labeller`` and ``guideline``.
 
-    python -m refute.scorers._refusal_corpus loso [-o bench/results/refusal_loso.json]
+    python -m refute.scorers._refusal_corpus loso [--prompt-disjoint] [-o bench/results/refusal_loso.json]
     python -m refute.scorers._refusal_corpus fit      # refit data/refusal_clf.npz on the train split
 """
 
@@ -108,41 +108,58 @@ def rows_by_source(rows: Sequence[LabelRow]) -> dict[str, list[int]]:
     return by_source
 
 
+def _request(row: LabelRow) -> str:
+    return " ".join((row.prompt or "").lower().split())
+
+
 def leave_one_source_out(rows: Sequence[LabelRow], *, embedder: Embedder | None, l2: float = DEFAULT_L2,
-                         l2_embed: float = DEFAULT_L2_EMBED, cascade: bool = True,
-                         rules: Sequence[RuleResult] | None = None, x: np.ndarray | None = None) -> LosoResult:
+                         l2_embed: float = DEFAULT_L2_EMBED, cascade: bool = True, prompt: bool = True,
+                         prompt_disjoint: bool = False, rules: Sequence[RuleResult] | None = None,
+                         x: np.ndarray | None = None) -> LosoResult:
     """Fit on all sources but one and score the one left out, for every source.
 
+    ``prompt``: the classifier reads the request too (`feature_matrix` with prompts), as shipped.
+    ``prompt_disjoint``: a fold's fit also leaves out every row, of any source, whose request
+    (case and spacing aside) is one of the held-out source's, so no request is seen on both sides.
     ``rules`` and ``x`` (the rule results and feature matrix of ``rows``) may be passed in to reuse
     them across settings; the features do not depend on the other rows, so computing them once is
     the same as computing them per fold.
     """
     by_source = rows_by_source(rows)
     rules = list(rules) if rules is not None else [analyse(r.completion) for r in rows]
-    x = x if x is not None else feature_matrix(rules, embedder)
+    with_prompt = prompt and embedder is not None
+    if x is None:
+        x = feature_matrix(rules, embedder, [r.prompt for r in rows] if with_prompt else None)
     labels = [r.label for r in rows]
     pred: list[str] = [""] * len(rows)
     folds = []
     for source in sorted(by_source):
         test = by_source[source]
         held = set(test)
+        if prompt_disjoint:
+            requests = {_request(rows[k]) for k in test}
+            held |= {k for k, r in enumerate(rows) if _request(r) in requests}
         fit_idx = [k for k in range(len(rows)) if k not in held]
-        weights = train(x[fit_idx], [labels[k] for k in fit_idx], l2=l2, l2_embed=l2_embed)
+        weights = train(x[fit_idx], [labels[k] for k in fit_idx], l2=l2, l2_embed=l2_embed,
+                        uses_prompt=with_prompt)
         fold_pred = predict_labels(weights, [rules[k] for k in test], x[test], cascade=cascade)
         for k, p in zip(test, fold_pred, strict=True):
             pred[k] = p
         folds.append(_fold(source, [rows[k] for k in test], fold_pred))
     acc, kappa = binary_agreement(labels, pred)
-    settings = {"l2": l2, "l2_embed": l2_embed, "cascade": cascade, "embeddings": embedder is not None}
+    settings = {"l2": l2, "l2_embed": l2_embed, "cascade": cascade, "embeddings": embedder is not None,
+                "prompt": with_prompt, "prompt_disjoint": prompt_disjoint}
     return LosoResult(folds, acc, kappa, len(rows), settings)
 
 
 def fit_corpus(rows: Sequence[LabelRow], embedder: Embedder | None, *, l2: float = DEFAULT_L2,
-               l2_embed: float = DEFAULT_L2_EMBED) -> Any:
+               l2_embed: float = DEFAULT_L2_EMBED, prompt: bool = True) -> Any:
     """The shipped weights: fitted on the rows given (the corpus's train split; its held-out fifth
-    is what studies calibrate on)."""
-    x = feature_matrix([analyse(r.completion) for r in rows], embedder)
-    return train(x, [r.label for r in rows], l2=l2, l2_embed=l2_embed)
+    is what studies calibrate on), reading the requests too unless ``prompt`` is False."""
+    with_prompt = prompt and embedder is not None
+    x = feature_matrix([analyse(r.completion) for r in rows], embedder,
+                       [r.prompt for r in rows] if with_prompt else None)
+    return train(x, [r.label for r in rows], l2=l2, l2_embed=l2_embed, uses_prompt=with_prompt)
 
 
 def _print(result: LosoResult) -> None:
@@ -161,20 +178,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--l2", type=float, default=DEFAULT_L2)
     parser.add_argument("--l2-embed", type=float, default=DEFAULT_L2_EMBED)
     parser.add_argument("--no-cascade", action="store_true", help="Classifier on every reply (loso only).")
+    parser.add_argument("--no-prompt", action="store_true", help="The reply alone, not the request it answers.")
+    parser.add_argument("--prompt-disjoint", action="store_true",
+                        help="loso: also keep every row sharing a request with the held-out source out of the fit.")
     parser.add_argument("-o", "--output", type=Path, help="loso: write the folds as JSON here.")
     args = parser.parse_args(argv)
     rows = load_labels(args.labels)
     embedder = Embedder() if Embedder.available() else None
     if args.command == "fit":
         train_rows = [r for r in rows if r.split != "heldout"]
-        weights = fit_corpus(train_rows, embedder, l2=args.l2, l2_embed=args.l2_embed)
+        weights = fit_corpus(train_rows, embedder, l2=args.l2, l2_embed=args.l2_embed, prompt=not args.no_prompt)
         out = Path(__file__).parent / "data" / WEIGHTS_FILE
         weights.save(out)
         print(f"saved {out} (digest {weights.digest}) from {len(train_rows)} rows (held out: "
               f"{len(rows) - len(train_rows)})")
         return
     result = leave_one_source_out(rows, embedder=embedder, l2=args.l2, l2_embed=args.l2_embed,
-                                  cascade=not args.no_cascade)
+                                  cascade=not args.no_cascade, prompt=not args.no_prompt,
+                                  prompt_disjoint=args.prompt_disjoint)
     _print(result)
     if args.output:
         payload = {"corpus": str(args.labels.name), "rows": len(rows),
