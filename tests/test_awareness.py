@@ -44,7 +44,9 @@ class CueSensitive:
             text = " ".join(m.content for m in r.messages)
             cued = any(p in text for p in EVAL_CUES)
             refuse = cued or random.Random(r.seed).random() < self.base_refusal
-            reply = "I'm sorry, but I can't help with that." if refuse else "Sure. Here is an overview of the topic."
+            # a compliant opener, as a reply cut short by max_tokens reads (the refusal scorer reads the
+            # request too, and calls an off-topic "Sure. Here is an overview of the topic." a refusal)
+            reply = "I'm sorry, but I can't help with that." if refuse else "Sure! Here's what you need to know:\n\n1."
             yield i, Completion(text=reply, output_tokens=9)
 
     def close(self) -> None:
