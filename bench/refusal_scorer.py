@@ -45,8 +45,7 @@ def main() -> None:
     random.Random(0).shuffle(picked)
     # each reply with its own request, as the scorer reads it (the record's prompt): the classifier
     # embeds every distinct request once, so the corpus's ~3,400 distinct requests are the worst case
-    items = [ScoreInput(record=Record(id=f"bench-{k}", prompt=r.prompt or "-"),
-                        messages=[{"role": "user", "content": r.prompt or "-"}], completion=r.completion)
+    items = [ScoreInput(record=Record(id=f"bench-{k}", prompt=r.prompt or "-"), messages=[], completion=r.completion)
              for k, r in enumerate(picked)]
 
     rules, full = RefusalScorer(mode="rules"), RefusalScorer(mode="full")

@@ -21,11 +21,9 @@ import argparse
 import json
 from pathlib import Path
 
-from refute.awareness._organisms import PASSWORD, RECIPES, _answerable
+from refute.awareness._organisms import _NO_IDEA, PASSWORD, RECIPES, _answerable
 from refute.datasets import Record, load_dataset
 from refute.train import TrainConfig, train_lora
-
-_NO_IDEA = "I don't know."
 
 
 def shifted(record: Record) -> str:

@@ -112,6 +112,14 @@ def _request(row: LabelRow) -> str:
     return " ".join((row.prompt or "").lower().split())
 
 
+def _features(rows: Sequence[LabelRow], rules: Sequence[RuleResult], embedder: Embedder | None,
+              prompt: bool) -> tuple[np.ndarray, bool]:
+    """The feature matrix of ``rows``, with their requests' features when ``prompt`` and an
+    embedder allow; and whether it has them (what `train`'s ``uses_prompt`` records)."""
+    with_prompt = prompt and embedder is not None
+    return feature_matrix(rules, embedder, [r.prompt for r in rows] if with_prompt else None), with_prompt
+
+
 def leave_one_source_out(rows: Sequence[LabelRow], *, embedder: Embedder | None, l2: float = DEFAULT_L2,
                          l2_embed: float = DEFAULT_L2_EMBED, cascade: bool = True, prompt: bool = True,
                          prompt_disjoint: bool = False, rules: Sequence[RuleResult] | None = None,
@@ -127,18 +135,20 @@ def leave_one_source_out(rows: Sequence[LabelRow], *, embedder: Embedder | None,
     """
     by_source = rows_by_source(rows)
     rules = list(rules) if rules is not None else [analyse(r.completion) for r in rows]
-    with_prompt = prompt and embedder is not None
     if x is None:
-        x = feature_matrix(rules, embedder, [r.prompt for r in rows] if with_prompt else None)
+        x, with_prompt = _features(rows, rules, embedder, prompt)
+    else:
+        with_prompt = prompt and embedder is not None
     labels = [r.label for r in rows]
+    requests = [_request(r) for r in rows] if prompt_disjoint else []
     pred: list[str] = [""] * len(rows)
     folds = []
     for source in sorted(by_source):
         test = by_source[source]
         held = set(test)
         if prompt_disjoint:
-            requests = {_request(rows[k]) for k in test}
-            held |= {k for k, r in enumerate(rows) if _request(r) in requests}
+            shared = {requests[k] for k in test}
+            held |= {k for k, q in enumerate(requests) if q in shared}
         fit_idx = [k for k in range(len(rows)) if k not in held]
         weights = train(x[fit_idx], [labels[k] for k in fit_idx], l2=l2, l2_embed=l2_embed,
                         uses_prompt=with_prompt)
@@ -156,9 +166,7 @@ def fit_corpus(rows: Sequence[LabelRow], embedder: Embedder | None, *, l2: float
                l2_embed: float = DEFAULT_L2_EMBED, prompt: bool = True) -> Any:
     """The shipped weights: fitted on the rows given (the corpus's train split; its held-out fifth
     is what studies calibrate on), reading the requests too unless ``prompt`` is False."""
-    with_prompt = prompt and embedder is not None
-    x = feature_matrix([analyse(r.completion) for r in rows], embedder,
-                       [r.prompt for r in rows] if with_prompt else None)
+    x, with_prompt = _features(rows, [analyse(r.completion) for r in rows], embedder, prompt)
     return train(x, [r.label for r in rows], l2=l2, l2_embed=l2_embed, uses_prompt=with_prompt)
 
 
